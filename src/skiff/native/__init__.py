@@ -1,0 +1,1 @@
+"""Native mode: the platform's services installed into a cache and run under supervisord."""

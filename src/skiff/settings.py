@@ -1,0 +1,103 @@
+"""Typed settings, read once from the environment and the project's ``.env``.
+
+The same variable names configure docker-compose.yml, so ``.env.example`` documents
+both. Defaults are the native mode's: every service on loopback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def find_root(start: Path | None = None) -> Path:
+    """The project root: the nearest folder holding ``versions.env``."""
+    here = (start or Path.cwd()).resolve()
+    for candidate in (here, *here.parents):
+        if (candidate / "versions.env").is_file():
+            return candidate
+    # Installed elsewhere (e.g. in an image): fall back to the package's checkout.
+    packaged = Path(__file__).resolve().parents[2]
+    if (packaged / "versions.env").is_file():
+        return packaged
+    raise FileNotFoundError(
+        f"no versions.env in {here} or its parents: run skiff from a Skiff checkout"
+    )
+
+
+class Versions(BaseSettings):
+    """Component versions from ``versions.env`` (the one versions file)."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
+
+    postgres_version: str
+    versitygw_version: str
+    kafka_version: str
+    scala_binary_version: str
+    cassandra_version: str
+    mlflow_version: str
+    airflow_version: str
+    python_version: str
+
+    @classmethod
+    def load(cls, root: Path) -> Versions:
+        # The file wins over stray environment variables: it is the one source.
+        return cls(_env_file=root / "versions.env")  # type: ignore[call-arg]
+
+
+class Settings(BaseSettings):
+    """Secrets and ports. Secrets have no default: ``skiff init`` generates them."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
+
+    bind_host: str = "127.0.0.1"
+
+    postgres_port: int = 5432
+    postgres_password: SecretStr
+    mlflow_db_password: SecretStr
+    airflow_db_password: SecretStr
+
+    s3_port: int = 7070
+    s3_access_key: str
+    s3_secret_key: SecretStr
+    s3_region: str = "us-east-1"
+    s3_buckets: str = Field(default="mlflow,datasets,notebooks,models")
+
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_cluster_id: str
+    kafka_topics: str = Field(default="prediction-requests,training-requests,platform-events")
+
+    cassandra_port: int = 9042
+    cassandra_keyspace: str = "skiff"
+
+    mlflow_port: int = 5000
+
+    airflow_port: int = 8080
+    airflow_admin_user: str = "admin"
+    airflow_admin_password: SecretStr
+    airflow_jwt_secret: SecretStr
+    airflow_api_secret_key: SecretStr
+    airflow_fernet_key: SecretStr
+    airflow_parallelism: int = 4
+
+    @classmethod
+    def load(cls, root: Path) -> Settings:
+        env_file = root / ".env"
+        if not env_file.is_file():
+            raise FileNotFoundError(f"{env_file} is missing: run `skiff init` first")
+        return cls(_env_file=env_file)  # type: ignore[call-arg]
+
+    @property
+    def buckets(self) -> list[str]:
+        return [b.strip() for b in self.s3_buckets.split(",") if b.strip()]
+
+    @property
+    def topics(self) -> list[str]:
+        return [t.strip() for t in self.kafka_topics.split(",") if t.strip()]
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://{self.bind_host}:{self.s3_port}"
