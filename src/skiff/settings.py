@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", env_ignore_empty=True)
 
     bind_host: str = "127.0.0.1"
+    # Where clients find each service. Natively every service is on bind_host;
+    # Compose's init jobs set these to the service names on the compose network.
+    postgres_host: str | None = None
+    s3_host: str | None = None
+    kafka_host: str | None = None
+    cassandra_host: str | None = None
+    mlflow_host: str | None = None
+    airflow_host: str | None = None
 
     postgres_port: int = 5432
     postgres_password: SecretStr
@@ -98,6 +106,10 @@ class Settings(BaseSettings):
     def topics(self) -> list[str]:
         return [t.strip() for t in self.kafka_topics.split(",") if t.strip()]
 
+    def host(self, service: str) -> str:
+        """The address clients use for ``service``."""
+        return getattr(self, f"{service}_host", None) or self.bind_host
+
     @property
     def s3_endpoint(self) -> str:
-        return f"http://{self.bind_host}:{self.s3_port}"
+        return f"http://{self.host('s3')}:{self.s3_port}"

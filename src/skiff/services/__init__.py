@@ -1,0 +1,36 @@
+"""The platform's services, in start order. Adding a service: one module, one line here."""
+
+from __future__ import annotations
+
+from skiff.native.spec import Service
+from skiff.services import postgres, s3
+
+REGISTRY: dict[str, Service] = {
+    svc.name: svc
+    for svc in (
+        postgres.SERVICE,
+        s3.SERVICE,
+    )
+}
+
+
+def in_start_order(names: list[str] | None = None) -> list[Service]:
+    """The named services (all by default) and what they depend on, dependencies first."""
+    wanted = list(REGISTRY) if not names else names
+    ordered: list[Service] = []
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name not in REGISTRY:
+            known = ", ".join(REGISTRY)
+            raise KeyError(f"unknown service {name!r} (known: {known})")
+        if name in chain:
+            raise ValueError(f"dependency cycle: {' -> '.join((*chain, name))}")
+        svc = REGISTRY[name]
+        for dep in svc.depends_on:
+            visit(dep, (*chain, name))
+        if svc not in ordered:
+            ordered.append(svc)
+
+    for name in wanted:
+        visit(name, ())
+    return ordered
