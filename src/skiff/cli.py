@@ -31,7 +31,7 @@ def _ctx() -> Context:
 def _fail(message: str, log_tail: str = "", hint: str = "") -> None:
     err.print(f"[bold red]error:[/] {message}")
     if log_tail:
-        err.print(f"[dim]{log_tail}[/]", highlight=False, markup=False)
+        err.print(log_tail, style="dim", highlight=False, markup=False)
     if hint:
         err.print(hint)
     sys.exit(1)
@@ -39,6 +39,27 @@ def _fail(message: str, log_tail: str = "", hint: str = "") -> None:
 
 def _step(service: str, message: str) -> None:
     err.print(f"[cyan]{service:>10}[/] {message}", highlight=False)
+
+
+class _Progress:
+    """Step lines for what happened; one spinner line, rewritten, for what is awaited."""
+
+    def __init__(self) -> None:
+        self.status = err.status("")
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.status.stop()
+
+    def __call__(self, service: str, message: str) -> None:
+        if message.startswith("waiting"):
+            self.status.update(f"[cyan]{service}[/] {message}"[:120])
+            self.status.start()
+            return
+        self.status.stop()
+        _step(service, message)
 
 
 def _print_rows(rows: list[launcher.Row]) -> None:
@@ -120,7 +141,8 @@ def up(services: tuple[str, ...], native: bool, use_compose: bool) -> None:
     if mode == "compose":
         sys.exit(compose.up(ctx, list(services)))
     try:
-        rows = launcher.up(ctx, list(services), on_step=_step)
+        with _Progress() as progress:
+            rows = launcher.up(ctx, list(services), on_step=progress)
     except ServiceError as exc:
         _fail(str(exc), exc.log_tail,
               f"full log: skiff logs {exc.service}; nothing this command started is left running")
@@ -143,11 +165,11 @@ def down(services: tuple[str, ...]) -> None:
 
 @main.command()
 def status() -> None:
-    """Show each service's process state, health and URL; exit 1 if any is unhealthy."""
+    """Show each service's process state, health and URL; exit 1 unless all are healthy."""
     ctx = _ctx()
     rows = launcher.status(ctx)
     _print_rows(rows)
-    if any(r.health == "unhealthy" for r in rows):
+    if any(r.health != "healthy" for r in rows):
         sys.exit(1)
 
 

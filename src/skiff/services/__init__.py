@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from skiff.native.spec import Service
-from skiff.services import postgres, s3
+from skiff.services import mlflow, postgres, s3
 
 REGISTRY: dict[str, Service] = {
     svc.name: svc
     for svc in (
         postgres.SERVICE,
         s3.SERVICE,
+        mlflow.SERVICE,
     )
 }
 

@@ -1,0 +1,194 @@
+"""Airflow: the platform's workflow scheduler (API server, scheduler, DAG processor, triggerer).
+
+Natively it runs from a venv built from ``docker/airflow/requirements.txt`` (the
+image's pins), with LocalExecutor, on the ``airflow`` database of our PostgreSQL.
+Settings shared with Compose live in ``compose/airflow/airflow.env``; the
+host-dependent ones (database URL, folders, URLs, secrets) are built here.
+
+Authentication is Airflow 3's SimpleAuthManager with one admin user whose
+password we write from ``.env`` into its JSON passwords file, so Airflow never
+generates one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from skiff.native import installing
+from skiff.native.context import Context
+from skiff.native.spec import NotReady, Program, Service
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# The parts of GET /api/v2/monitor/health that must say "healthy".
+HEALTH_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+
+
+def venv(ctx: Context) -> Path:
+    return ctx.venv("airflow")
+
+
+def airflow_bin(ctx: Context) -> Path:
+    return venv(ctx) / "bin" / "airflow"
+
+
+def install(ctx: Context) -> None:
+    installing.venv("airflow", venv(ctx), ctx.root / "docker" / "airflow" / "requirements.txt")
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=value`` lines of an env file (comments and blank lines skipped, quotes removed)."""
+    values: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def passwords_file(ctx: Context) -> Path:
+    return ctx.conf_dir("airflow") / "simple_auth_manager_passwords.json"
+
+
+def base_url(ctx: Context) -> str:
+    s = ctx.settings
+    return f"http://{s.host('airflow')}:{s.airflow_port}"
+
+
+def database_url(ctx: Context) -> str:
+    s = ctx.settings
+    password = quote(s.airflow_db_password.get_secret_value(), safe="")
+    return f"postgresql+psycopg2://airflow:{password}@{s.host('postgres')}:{s.postgres_port}/airflow"
+
+
+def airflow_env(ctx: Context) -> dict[str, str]:
+    """The environment of every Airflow command: airflow.env plus this host's settings."""
+    s = ctx.settings
+    env = read_env_file(ctx.compose_file("airflow", "airflow.env"))
+    env.update({
+        "AIRFLOW_HOME": str(ctx.data_dir("airflow")),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url(ctx),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ctx.root / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ctx.root / "plugins"),
+        "AIRFLOW__CORE__PARALLELISM": str(s.airflow_parallelism),
+        "AIRFLOW__CORE__FERNET_KEY": s.airflow_fernet_key.get_secret_value(),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{s.airflow_admin_user}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(ctx)),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url(ctx)}/execution/",
+        "AIRFLOW__API__HOST": s.bind_host,
+        "AIRFLOW__API__PORT": str(s.airflow_port),
+        "AIRFLOW__API__BASE_URL": base_url(ctx),
+        "AIRFLOW__API__SECRET_KEY": s.airflow_api_secret_key.get_secret_value(),
+        "AIRFLOW__API_AUTH__JWT_SECRET": s.airflow_jwt_secret.get_secret_value(),
+    })
+    return env
+
+
+def write_passwords(ctx: Context) -> Path:
+    """SimpleAuthManager's passwords file, {"user": "password"}, from .env (mode 0600)."""
+    s = ctx.settings
+    path = passwords_file(ctx)
+    content = json.dumps({s.airflow_admin_user: s.airflow_admin_password.get_secret_value()})
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(content + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def prepare(ctx: Context) -> None:
+    """Write the passwords file and bring the database schema up to date (idempotent)."""
+    write_passwords(ctx)
+    log = ctx.log_dir / "airflow-db-migrate.log"
+    done = subprocess.run(
+        [str(airflow_bin(ctx)), "db", "migrate"],
+        env={**os.environ, **airflow_env(ctx)}, cwd=ctx.data_dir("airflow"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+    )
+    log.write_text(done.stdout)
+    if done.returncode != 0:
+        tail = "\n".join(done.stdout.splitlines()[-25:])
+        raise RuntimeError(
+            f"airflow: `airflow db migrate` failed ({done.returncode}), see {log}\n{tail}")
+
+
+def programs(ctx: Context) -> list[Program]:
+    env = airflow_env(ctx)
+    home = ctx.data_dir("airflow")
+    # All components share one host, so the API server reads task logs from
+    # AIRFLOW_HOME/logs itself: no log-serving subprocesses (they bind 0.0.0.0).
+    extra = {"scheduler": ["--skip-serve-logs"], "triggerer": ["--skip-serve-logs"]}
+    return [
+        Program(
+            name=f"airflow-{component}",
+            command=[str(airflow_bin(ctx)), component, *extra.get(component, [])],
+            env=env,
+            directory=home,
+            stop_wait=30,
+        )
+        for component in COMPONENTS
+    ]
+
+
+def health(url: str, timeout: float = 5.0) -> dict:
+    """The API server's health report (no authentication needed)."""
+    response = httpx.get(f"{url}/api/v2/monitor/health", timeout=timeout)
+    response.raise_for_status()
+    return response.json()
+
+
+def ready(ctx: Context) -> None:
+    try:
+        report = health(base_url(ctx))
+    except httpx.HTTPError as exc:
+        raise NotReady(f"API server: {type(exc).__name__}: {exc}") from exc
+    unhealthy = [
+        f"{part}={(report.get(part) or {}).get('status')}"
+        for part in HEALTH_PARTS
+        if (report.get(part) or {}).get("status") != "healthy"
+    ]
+    if unhealthy:
+        raise NotReady("not healthy yet: " + ", ".join(unhealthy))
+
+
+def api_token(base_url: str, user: str, password: str, timeout: float = 10.0) -> str:
+    """A JWT for REST API v2 from SimpleAuthManager (``POST /auth/token``).
+
+    Send it as ``Authorization: Bearer <token>``.
+    """
+    response = httpx.post(f"{base_url.rstrip('/')}/auth/token",
+                          json={"username": user, "password": password}, timeout=timeout)
+    response.raise_for_status()
+    return response.json()["access_token"]
+
+
+def url(ctx: Context) -> str:
+    return base_url(ctx)
+
+
+def ports(ctx: Context) -> list[int]:
+    return [ctx.settings.airflow_port]
+
+
+SERVICE = Service(
+    name="airflow",
+    description="Airflow: API server and UI, scheduler, DAG processor, triggerer",
+    programs=programs,
+    ready=ready,
+    url=url,
+    ports=ports,
+    depends_on=("postgres",),
+    install=install,
+    prepare=prepare,
+    start_timeout=240.0,
+)

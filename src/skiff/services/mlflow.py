@@ -1,0 +1,73 @@
+"""MLflow tracking server: runs and registry in PostgreSQL, artifacts proxied to S3.
+
+Clients never hold S3 keys: with ``--serve-artifacts`` they upload and download
+artifacts through the server (``mlflow-artifacts:/`` URIs), which writes to the
+``mlflow`` bucket.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from skiff.envfile import parse
+from skiff.native import installing
+from skiff.native.context import Context
+from skiff.native.spec import NotReady, Program, Service
+
+ARTIFACT_BUCKET = "mlflow"
+
+
+def install(ctx: Context) -> None:
+    installing.venv("mlflow", ctx.venv("mlflow"), ctx.root / "docker/mlflow/requirements.txt")
+
+
+def tracking_uri(ctx: Context) -> str:
+    return f"http://{ctx.settings.host('mlflow')}:{ctx.settings.mlflow_port}"
+
+
+def backend_uri(ctx: Context) -> str:
+    s = ctx.settings
+    return (f"postgresql+psycopg2://mlflow:{s.mlflow_db_password.get_secret_value()}"
+            f"@{s.host('postgres')}:{s.postgres_port}/mlflow")
+
+
+def programs(ctx: Context) -> list[Program]:
+    s = ctx.settings
+    env = parse(ctx.compose_file("mlflow", "mlflow.env").read_text())
+    env.update({
+        "MLFLOW_S3_ENDPOINT_URL": s.s3_endpoint,
+        "AWS_ACCESS_KEY_ID": s.s3_access_key,
+        "AWS_SECRET_ACCESS_KEY": s.s3_secret_key.get_secret_value(),
+        # The backend URI carries a password: keep it out of the command line (`ps`).
+        "MLFLOW_BACKEND_STORE_URI": backend_uri(ctx),
+    })
+    return [Program(
+        name="mlflow",
+        command=[str(ctx.venv("mlflow") / "bin" / "mlflow"), "server",
+                 "--host", s.bind_host, "--port", str(s.mlflow_port), "--workers", "1",
+                 "--serve-artifacts", "--artifacts-destination", f"s3://{ARTIFACT_BUCKET}/"],
+        env=env,
+        directory=ctx.data_dir("mlflow"),
+    )]
+
+
+def ready(ctx: Context) -> None:
+    try:
+        resp = httpx.get(f"{tracking_uri(ctx)}/health", timeout=3)
+    except httpx.HTTPError as exc:
+        raise NotReady(f"{type(exc).__name__}: {exc}") from exc
+    if resp.status_code != 200:
+        raise NotReady(f"/health answered {resp.status_code}")
+
+
+SERVICE = Service(
+    name="mlflow",
+    description="MLflow tracking server and model registry",
+    programs=programs,
+    ready=ready,
+    url=tracking_uri,
+    ports=lambda ctx: [ctx.settings.mlflow_port],
+    depends_on=("postgres", "s3"),
+    install=install,
+    start_timeout=180,
+)

@@ -1,0 +1,45 @@
+"""Shared fixtures. The ``stack`` fixture gives integration tests a real platform.
+
+It reuses a stack that is already healthy (``skiff up`` before ``pytest`` makes
+test runs fast) and otherwise starts the native stack once per session and
+stops it at the end. Where a Docker engine answers, SKIFF_TEST_MODE=compose runs
+the suite against ``docker compose up`` instead.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from skiff import compose
+from skiff.envfile import write_env
+from skiff.native import launcher
+from skiff.native.context import Context
+
+
+@pytest.fixture(scope="session")
+def ctx() -> Context:
+    context = Context.discover()
+    if not (context.root / ".env").exists():
+        write_env(context.root)
+    return context
+
+
+@pytest.fixture(scope="session")
+def stack(ctx: Context) -> Iterator[Context]:
+    if os.environ.get("SKIFF_TEST_MODE") == "compose":
+        if not compose.engine_answers():
+            pytest.skip("SKIFF_TEST_MODE=compose but no Docker engine answers")
+        assert compose.up(ctx, []) == 0, "docker compose up --wait failed"
+        yield ctx
+        return
+    rows = launcher.status(ctx)
+    if all(r.health == "healthy" for r in rows):
+        yield ctx
+        return
+    launcher.up(ctx)
+    yield ctx
+    if not os.environ.get("SKIFF_KEEP_STACK"):
+        launcher.down(ctx)
