@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -93,10 +93,17 @@ class Settings(BaseSettings):
 
     @classmethod
     def load(cls, root: Path) -> Settings:
+        # In a container the variables come from Compose's env_file, not a file here.
         env_file = root / ".env"
-        if not env_file.is_file():
-            raise FileNotFoundError(f"{env_file} is missing: run `skiff init` first")
-        return cls(_env_file=env_file)  # type: ignore[call-arg]
+        try:
+            return cls(_env_file=env_file if env_file.is_file() else None)  # type: ignore[call-arg]
+        except ValidationError as exc:
+            missing = [str(e["loc"][0]).upper() for e in exc.errors() if e["type"] == "missing"]
+            if missing:
+                raise RuntimeError(
+                    f"settings missing: {', '.join(missing)}; run `skiff init` to write "
+                    f"{env_file}") from None
+            raise
 
     @property
     def buckets(self) -> list[str]:
