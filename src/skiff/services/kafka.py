@@ -133,6 +133,20 @@ def formatted_cluster_id(data: Path) -> str | None:
     return ""
 
 
+def java_failure(output: str) -> str:
+    """The line of a Java tool's output that says why it failed.
+
+    That is the innermost cause of a stack trace, or the tool's own message: the
+    last line that is neither a log line ("[date] ...") nor a frame ("\tat ...").
+    """
+    causes = [line for line in output.splitlines()
+              if line.strip() and not line[0].isspace() and not line.startswith("[")]
+    if not causes:
+        return "no output"
+    reason = causes[-1].removeprefix("Caused by: ")
+    return reason.split('Exception in thread "main" ', 1)[-1]
+
+
 def prepare(ctx: Context) -> None:
     """Write server.properties and format the KRaft storage once."""
     config = server_properties(ctx)
@@ -154,9 +168,8 @@ def prepare(ctx: Context) -> None:
                           check=False)
     log.write_text(done.stdout)
     if done.returncode != 0:
-        last = (done.stdout.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"kafka: formatting storage failed ({done.returncode}): {last} "
-                           f"(see {log})")
+        raise RuntimeError(f"kafka: formatting storage failed ({done.returncode}): "
+                           f"{java_failure(done.stdout)} (see {log})")
 
 
 def programs(ctx: Context) -> list[Program]:

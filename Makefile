@@ -1,0 +1,53 @@
+# The index of developer commands; each calls the project's own CLI. `make help` lists them.
+VENV   ?= .venv
+PYTHON ?= python3
+SKIFF  := $(VENV)/bin/skiff
+PYTEST := $(VENV)/bin/pytest
+
+.DEFAULT_GOAL := help
+.PHONY: help venv init install up down status test test-unit test-integration lint bench clean
+
+help: ## List the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -U pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## Create the CLI's virtualenv (.venv)
+
+init: venv ## Write .env with fresh secrets (keeps existing ones)
+	$(SKIFF) init
+
+install: init ## Install every component natively into ~/.cache/skiff (idempotent)
+	$(SKIFF) install
+
+up: install ## Start the platform and wait until every service is healthy
+	$(SKIFF) up
+
+down: venv ## Stop the platform
+	$(SKIFF) down
+
+status: venv ## Show services, URLs and health
+	$(SKIFF) status
+
+test: install ## Run every test: unit, then integration against the real stack
+	$(PYTEST)
+
+test-unit: venv ## Run the unit tests only (no services)
+	$(PYTEST) -m unit
+
+test-integration: install ## Run the integration tests only
+	$(PYTEST) -m integration
+
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check src tests benchmarks dags
+	$(VENV)/bin/mypy
+
+bench: install ## Run the benchmarks (prints figures, never fails on time)
+	$(VENV)/bin/python -m benchmarks
+
+clean: ## Remove the virtualenv (state: skiff reset; cache: ~/.cache/skiff)
+	rm -rf $(VENV)
