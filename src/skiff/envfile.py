@@ -40,7 +40,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "S3_ACCESS_KEY": _access_key,
     "S3_SECRET_KEY": _token,
     "AIRFLOW_ADMIN_PASSWORD": _token,
-    "AIRFLOW_JWT_SECRET": _token,
+    "AIRFLOW_JWT_SECRET": lambda: secrets.token_urlsafe(64),  # PyJWT wants 64+ bytes for HS512
     "AIRFLOW_API_SECRET_KEY": _token,
     "AIRFLOW_FERNET_KEY": _fernet_key,
     "KAFKA_CLUSTER_ID": _kafka_cluster_id,
@@ -55,7 +55,10 @@ def parse(text: str) -> dict[str, str]:
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, value = line.partition("=")
-        values[key.strip()] = value.strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
     return values
 
 

@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     airflow_jwt_secret: SecretStr
     airflow_api_secret_key: SecretStr
     airflow_fernet_key: SecretStr
-    airflow_parallelism: int = 4
+    airflow_parallelism: int = 2
 
     @classmethod
     def load(cls, root: Path) -> Settings:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import psutil
 
 from skiff.native.context import Context
-from skiff.native.spec import NotReady, Service
+from skiff.native.spec import NotReady, Program, Service
 from skiff.native.supervisor import Supervisor, log_path
 from skiff.services import REGISTRY, in_start_order
 
@@ -39,8 +39,8 @@ class Row:
     detail: str = ""
 
 
-def all_programs(ctx: Context) -> list:
-    return [prog for svc in REGISTRY.values() for prog in svc.programs(ctx)]
+def all_programs(ctx: Context, registry: dict[str, Service]) -> list[Program]:
+    return [prog for svc in registry.values() for prog in svc.programs(ctx)]
 
 
 def tail(ctx: Context, program: str, lines: int = 20) -> str:
@@ -110,8 +110,9 @@ def wait_ready(ctx: Context, sup: Supervisor, svc: Service,
 
 
 def up(ctx: Context, names: list[str] | None = None,
-       on_step: Callable[[str, str], None] = lambda s, m: None) -> list[Row]:
-    services = in_start_order(names)
+       on_step: Callable[[str, str], None] = lambda s, m: None,
+       registry: dict[str, Service] = REGISTRY) -> list[Row]:
+    services = in_start_order(names, registry)
     sup = Supervisor(ctx)
     if sup.is_running():
         already = {svc.name for svc in services if _running(sup, svc, ctx)}
@@ -129,7 +130,7 @@ def up(ctx: Context, names: list[str] | None = None,
     for svc in services:
         if svc.install:
             svc.install(ctx)
-    sup.ensure_started(all_programs(ctx))
+    sup.ensure_started(all_programs(ctx, registry))
     started: list[Service] = []
     try:
         for svc in services:
@@ -153,7 +154,7 @@ def up(ctx: Context, names: list[str] | None = None,
         for svc in reversed(started):
             stop_service(ctx, sup, svc)
         raise
-    return status(ctx)
+    return status(ctx, registry)
 
 
 def stop_service(ctx: Context, sup: Supervisor, svc: Service) -> None:
@@ -162,15 +163,20 @@ def stop_service(ctx: Context, sup: Supervisor, svc: Service) -> None:
 
 
 def down(ctx: Context, names: list[str] | None = None,
-         on_step: Callable[[str, str], None] = lambda s, m: None) -> None:
+         on_step: Callable[[str, str], None] = lambda s, m: None,
+         registry: dict[str, Service] = REGISTRY) -> None:
     sup = Supervisor(ctx)
     if not sup.is_running():
         return
-    targets = in_start_order(names) if names else list(REGISTRY.values())
+    targets = list(registry.values())
     if names:
-        # Stopping a service stops what depends on it first.
-        targets = [s for s in REGISTRY.values()
-                   if s in targets or any(d in names for d in s.depends_on)]
+        in_start_order(names, registry)  # unknown names fail here
+        # Stopping a service stops whatever depends on it, directly or not, first.
+        stopping = set(names)
+        for svc in targets:  # registry order puts dependencies first
+            if stopping & set(svc.depends_on):
+                stopping.add(svc.name)
+        targets = [s for s in targets if s.name in stopping]
     for svc in reversed(targets):
         on_step(svc.name, "stopping")
         stop_service(ctx, sup, svc)
@@ -178,11 +184,11 @@ def down(ctx: Context, names: list[str] | None = None,
         sup.shutdown()
 
 
-def status(ctx: Context) -> list[Row]:
+def status(ctx: Context, registry: dict[str, Service] = REGISTRY) -> list[Row]:
     sup = Supervisor(ctx)
     infos = sup.all_info()
     rows = []
-    for svc in REGISTRY.values():
+    for svc in registry.values():
         states = [infos[p.name].state if p.name in infos else "STOPPED" for p in svc.programs(ctx)]
         state = "RUNNING" if all(s == "RUNNING" for s in states) else (
             "STOPPED" if all(s == "STOPPED" for s in states) else ",".join(sorted(set(states))))

@@ -3,30 +3,34 @@
 from __future__ import annotations
 
 from skiff.native.spec import Service
-from skiff.services import mlflow, postgres, s3
+from skiff.services import airflow, kafka, mlflow, postgres, s3
 
 REGISTRY: dict[str, Service] = {
     svc.name: svc
     for svc in (
         postgres.SERVICE,
         s3.SERVICE,
+        kafka.SERVICE,
         mlflow.SERVICE,
+        airflow.SERVICE,
     )
 }
 
 
-def in_start_order(names: list[str] | None = None) -> list[Service]:
+def in_start_order(names: list[str] | None = None,
+                   registry: dict[str, Service] | None = None) -> list[Service]:
     """The named services (all by default) and what they depend on, dependencies first."""
-    wanted = list(REGISTRY) if not names else names
+    registry = REGISTRY if registry is None else registry
+    wanted = list(registry) if not names else names
     ordered: list[Service] = []
 
     def visit(name: str, chain: tuple[str, ...]) -> None:
-        if name not in REGISTRY:
-            known = ", ".join(REGISTRY)
+        if name not in registry:
+            known = ", ".join(registry)
             raise KeyError(f"unknown service {name!r} (known: {known})")
         if name in chain:
             raise ValueError(f"dependency cycle: {' -> '.join((*chain, name))}")
-        svc = REGISTRY[name]
+        svc = registry[name]
         for dep in svc.depends_on:
             visit(dep, (*chain, name))
         if svc not in ordered:

@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from skiff.envfile import parse
 from skiff.native import installing
 from skiff.native.context import Context
 from skiff.native.spec import NotReady, Program, Service
@@ -41,21 +42,6 @@ def install(ctx: Context) -> None:
     installing.venv("airflow", venv(ctx), ctx.root / "docker" / "airflow" / "requirements.txt")
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """``KEY=value`` lines of an env file (comments and blank lines skipped, quotes removed)."""
-    values: dict[str, str] = {}
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
-    return values
-
-
 def passwords_file(ctx: Context) -> Path:
     return ctx.conf_dir("airflow") / "simple_auth_manager_passwords.json"
 
@@ -74,7 +60,7 @@ def database_url(ctx: Context) -> str:
 def airflow_env(ctx: Context) -> dict[str, str]:
     """The environment of every Airflow command: airflow.env plus this host's settings."""
     s = ctx.settings
-    env = read_env_file(ctx.compose_file("airflow", "airflow.env"))
+    env = parse(ctx.compose_file("airflow", "airflow.env").read_text())
     env.update({
         "AIRFLOW_HOME": str(ctx.data_dir("airflow")),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url(ctx),
