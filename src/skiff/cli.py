@@ -224,3 +224,7 @@ def bootstrap(what: str) -> None:
             _step(svc.name, "bootstrapping")
             svc.bootstrap(ctx)
     out.print("bootstrapped")
+
+
+if __name__ == "__main__":
+    main()

@@ -12,8 +12,6 @@ host in ``.env`` needs no re-format.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +23,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from skiff.native import installing
 from skiff.native.context import Context
-from skiff.native.installing import InstallError
+from skiff.native.java import java_command, require_java
 from skiff.native.spec import NotReady, Program, Service
 
 NODE_ID = 1
@@ -54,22 +52,11 @@ def libs(ctx: Context) -> Path:
 
 
 def install(ctx: Context) -> None:
+    require_java("kafka")
     v = ctx.versions
     installing.maven_jars("kafka", Path(__file__).parents[1] / "native" / "poms" / "kafka.xml",
                           home(ctx), {"kafka.version": v.kafka_version,
                                       "scala.binary.version": v.scala_binary_version})
-
-
-def java_bin() -> str:
-    """The ``java`` to run: JAVA_HOME's if set, else the one on PATH."""
-    java_home = os.environ.get("JAVA_HOME")
-    candidate = Path(java_home) / "bin" / "java" if java_home else None
-    if candidate is not None and candidate.is_file():
-        return str(candidate)
-    found = shutil.which("java")
-    if found is None:
-        raise InstallError("kafka: `java` not found (install a Java 17+ runtime or set JAVA_HOME)")
-    return found
 
 
 def server_properties(ctx: Context) -> Path:
@@ -161,7 +148,7 @@ def prepare(ctx: Context) -> None:
                                f"KAFKA_CLUSTER_ID is {wanted!r}; restore it or reset the data")
         return
     log = ctx.log_dir / "kafka-format.log"
-    cmd = [java_bin(), *HEAP, f"-Dlog4j2.configurationFile={log4j_config(ctx)}",
+    cmd = [require_java("kafka"), *HEAP, f"-Dlog4j2.configurationFile={log4j_config(ctx)}",
            "-cp", f"{libs(ctx)}/*", STORAGE_TOOL,
            "format", "--cluster-id", wanted, "--config", str(config)]
     done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -175,7 +162,7 @@ def prepare(ctx: Context) -> None:
 def programs(ctx: Context) -> list[Program]:
     return [Program(
         name="kafka",
-        command=[java_bin(), *HEAP, *JVM_OPTS,
+        command=[java_command(), *HEAP, *JVM_OPTS,
                  f"-Dlog4j2.configurationFile={log4j_config(ctx)}",
                  "-cp", f"{libs(ctx)}/*", MAIN_CLASS, str(server_properties(ctx))],
         # hs_err files and the like land next to the data, not in the launcher's cwd.
