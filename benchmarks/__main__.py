@@ -1,0 +1,14 @@
+"""`python -m benchmarks [NAME...]`: run the benchmarks (all by default)."""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import stack_footprint
+
+BENCHMARKS = {"stack_footprint": stack_footprint.main}
+
+if __name__ == "__main__":
+    names = sys.argv[1:] or list(BENCHMARKS)
+    for name in names:
+        BENCHMARKS[name]()
