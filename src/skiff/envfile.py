@@ -69,7 +69,7 @@ def render(example: str, versions: str, existing: dict[str, str]) -> str:
         key, sep, value = raw.partition("=")
         key = key.strip()
         if sep and not raw.lstrip().startswith("#"):
-            if key in existing and existing[key]:
+            if existing.get(key):
                 value = existing[key]
             elif key in GENERATORS:
                 value = GENERATORS[key]()

@@ -14,7 +14,8 @@ from skiff.native.context import Context
 pytestmark = pytest.mark.integration
 
 
-def skiff(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def skiff(*args: str, env: dict[str, str] | None = None,
+          timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "skiff.cli", *args], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "COLUMNS": "200", **(env or {})},
                           check=False)

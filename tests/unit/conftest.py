@@ -11,6 +11,7 @@ import yaml
 from skiff.envfile import parse
 from skiff.settings import find_root
 
+
 @pytest.fixture(scope="session")
 def root() -> Path:
     return find_root(Path(__file__).parent)

@@ -33,7 +33,7 @@ def interpolate(text: str, values: dict[str, str]) -> str:
     def one(match: re.Match[str]) -> str:
         name, op, default = match.group(1), match.group(2) or "", match.group(3) or ""
         value = values.get(name)
-        if op.startswith(":-") and not value or op.startswith("-") and value is None:
+        if (op.startswith(":-") and not value) or (op.startswith("-") and value is None):
             return default
         assert value is not None, f"${{{name}}} has no value and no default"
         return value

@@ -65,5 +65,5 @@ def test_the_generated_env_loads_as_settings(checkout: Path) -> None:
 def test_missing_env_names_the_missing_settings(checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for key in GENERATORS:
         monkeypatch.delenv(key, raising=False)
-    with pytest.raises(RuntimeError, match="POSTGRES_PASSWORD.*skiff init"):
+    with pytest.raises(RuntimeError, match=r"POSTGRES_PASSWORD.*skiff init"):
         Settings.load(checkout)

@@ -35,7 +35,7 @@ def test_starting_one_service_brings_what_it_needs() -> None:
 
 
 def test_unknown_service_is_named_in_the_error() -> None:
-    with pytest.raises(KeyError, match="'kafak'.*known: postgres"):
+    with pytest.raises(KeyError, match=r"'kafak'.*known: postgres"):
         in_start_order(["kafak"])
 
 

@@ -6,6 +6,7 @@ stopped again and the error names the service, the cause and its log's last line
 
 from __future__ import annotations
 
+import functools
 import socket
 import time
 from collections.abc import Callable
@@ -62,10 +63,9 @@ def port_owner(host: str, port: int) -> str | None:
             return None
     try:
         for conn in psutil.net_connections(kind="tcp"):
-            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
-                if conn.pid:
-                    proc = psutil.Process(conn.pid)
-                    return f"{proc.name()} (pid {conn.pid})"
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN and conn.pid:
+                proc = psutil.Process(conn.pid)
+                return f"{proc.name()} (pid {conn.pid})"
     except (psutil.AccessDenied, psutil.NoSuchProcess):
         pass
     return "another program"
@@ -104,9 +104,13 @@ def wait_ready(ctx: Context, sup: Supervisor, svc: Service,
         reason = why
         on_wait(reason)
         time.sleep(0.5)
-    prog = svc.programs(ctx)[0].name
+    first = svc.programs(ctx)[0].name
     raise ServiceError(svc.name, f"not ready after {svc.start_timeout:.0f}s: {reason}",
-                       tail(ctx, prog))
+                       tail(ctx, first))
+
+
+def _waiting(on_step: Callable[[str, str], None], service: str, why: str) -> None:
+    on_step(service, f"waiting: {why}")
 
 
 def up(ctx: Context, names: list[str] | None = None,
@@ -114,10 +118,7 @@ def up(ctx: Context, names: list[str] | None = None,
        registry: dict[str, Service] = REGISTRY) -> list[Row]:
     services = in_start_order(names, registry)
     sup = Supervisor(ctx)
-    if sup.is_running():
-        already = {svc.name for svc in services if _running(sup, svc, ctx)}
-    else:
-        already = set()
+    already = {s.name for s in services if _running(sup, s, ctx)} if sup.is_running() else set()
     host = ctx.settings.bind_host
     for svc in services:
         if svc.name in already:
@@ -145,7 +146,7 @@ def up(ctx: Context, names: list[str] | None = None,
                 sup.start(prog.name)
             started.append(svc)
             t0 = time.monotonic()
-            wait_ready(ctx, sup, svc, lambda why, s=svc: on_step(s.name, f"waiting: {why}"))
+            wait_ready(ctx, sup, svc, functools.partial(_waiting, on_step, svc.name))
             if svc.bootstrap:
                 on_step(svc.name, "bootstrapping")
                 svc.bootstrap(ctx)

@@ -7,6 +7,8 @@ whole process groups and keep their logs.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
 import subprocess
 import sys
@@ -87,8 +89,6 @@ def render_config(ctx: Context, programs: list[Program]) -> str:
 
 
 def _is_root() -> bool:
-    import os
-
     return os.geteuid() == 0
 
 
@@ -194,13 +194,9 @@ def _descendants(pid: int) -> list[psutil.Process]:
 def _kill_all(procs: list[psutil.Process]) -> None:
     alive = [p for p in procs if p.is_running()]
     for proc in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
     _, still = psutil.wait_procs(alive, timeout=5)
     for proc in still:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass

@@ -21,7 +21,7 @@ def in_start_order(names: list[str] | None = None,
                    registry: dict[str, Service] | None = None) -> list[Service]:
     """The named services (all by default) and what they depend on, dependencies first."""
     registry = REGISTRY if registry is None else registry
-    wanted = list(registry) if not names else names
+    wanted = names or list(registry)
     ordered: list[Service] = []
 
     def visit(name: str, chain: tuple[str, ...]) -> None:
