@@ -39,7 +39,10 @@ def stack(ctx: Context) -> Iterator[Context]:
     if all(r.health == "healthy" for r in rows):
         yield ctx
         return
-    launcher.up(ctx)
+    try:
+        launcher.up(ctx)
+    except launcher.ServiceError as exc:
+        pytest.fail(f"the native stack did not come up: {exc}\n{exc.log_tail}", pytrace=False)
     yield ctx
     if not os.environ.get("SKIFF_KEEP_STACK"):
         launcher.down(ctx)
