@@ -79,7 +79,6 @@ class Settings(BaseSettings):
     kafka_topics: str = Field(default="prediction-requests,training-requests,platform-events")
 
     cassandra_port: int = 9042
-    cassandra_keyspace: str = "skiff"
 
     mlflow_port: int = 5000
 

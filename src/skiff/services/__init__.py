@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from skiff.native.spec import Service
-from skiff.services import airflow, kafka, mlflow, postgres, s3
+from skiff.services import airflow, cassandra, kafka, mlflow, postgres, s3
 
 REGISTRY: dict[str, Service] = {
     svc.name: svc
@@ -11,6 +11,7 @@ REGISTRY: dict[str, Service] = {
         postgres.SERVICE,
         s3.SERVICE,
         kafka.SERVICE,
+        cassandra.SERVICE,
         mlflow.SERVICE,
         airflow.SERVICE,
     )
