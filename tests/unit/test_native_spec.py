@@ -61,3 +61,4 @@ def test_a_port_in_use_is_reported_with_its_owner() -> None:
         owner = port_owner("127.0.0.1", port)
     assert owner is not None and f"pid {os.getpid()}" in owner
     assert port_owner("127.0.0.1", port) is None
+
