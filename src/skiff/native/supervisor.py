@@ -167,14 +167,27 @@ class Supervisor:
 
     def stop(self, program: str) -> None:
         """Stop a program and every process it spawned, even those that left its group."""
-        info = self.info(program)
-        survivors = _descendants(info.pid) if info.pid else []
         try:
             self.rpc.stopProcess(program, True)
         except xmlrpc.client.Fault as fault:
             if "NOT_RUNNING" not in fault.faultString:
                 raise
-        _kill_all(survivors)
+        # Children that changed session (Airflow's task runners can) escape the group
+        # kill; they still carry the environment supervisord gave the program.
+        _kill_all(self._spawned_by(program))
+
+    def _spawned_by(self, program: str) -> list[psutil.Process]:
+        marker = {"SUPERVISOR_PROCESS_NAME": program,
+                  "SUPERVISOR_SERVER_URL": f"unix://{self.sock}"}
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                env = proc.environ()
+            except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue
+            if all(env.get(k) == v for k, v in marker.items()):
+                found.append(proc)
+        return found
 
     def shutdown(self) -> None:
         if self.is_running():
@@ -182,13 +195,6 @@ class Supervisor:
             deadline = time.monotonic() + 30
             while self.sock.exists() and time.monotonic() < deadline:
                 time.sleep(0.1)
-
-
-def _descendants(pid: int) -> list[psutil.Process]:
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
 
 
 def _kill_all(procs: list[psutil.Process]) -> None:
