@@ -78,3 +78,4 @@ def test_missing_java_is_named_before_anything_starts(stack: Context, tmp_path: 
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[0].startswith("error: kafka: `java` not found")
     assert not (tmp_path / "supervisor.sock").exists()
+
