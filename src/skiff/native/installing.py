@@ -10,9 +10,11 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 console = Console(stderr=True)
 
@@ -35,18 +37,28 @@ def mark_installed(dest: Path) -> None:
 
 def run(component: str, cmd: list[str], *, cwd: Path | None = None,
         env: dict[str, str] | None = None, log: Path | None = None) -> None:
-    """Run an install command; on failure raise with the tail of its output."""
+    """Run an install command, showing its latest output line and the time spent.
+
+    On failure, raise with the tail of its output; the whole output goes to ``log``.
+    """
     if shutil.which(cmd[0]) is None and not Path(cmd[0]).exists():
         raise InstallError(f"{component}: `{cmd[0]}` is not installed (needed to install it)")
-    proc = subprocess.run(
-        cmd, cwd=cwd, env={**os.environ, **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
-    )
+    lines: list[str] = []
+    t0 = time.monotonic()
+    with console.status(f"{component}: {Path(cmd[0]).name}") as status, subprocess.Popen(
+        cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            status.update(f"[cyan]{component}[/] {time.monotonic() - t0:4.0f}s  "
+                          f"[dim]{escape(line.strip()[:90])}[/]")
     if log is not None:
         log.parent.mkdir(parents=True, exist_ok=True)
-        log.write_text(proc.stdout)
+        log.write_text("\n".join(lines) + "\n")
     if proc.returncode != 0:
-        tail = "\n".join(proc.stdout.splitlines()[-25:])
+        tail = "\n".join(lines[-25:])
         raise InstallError(f"{component}: `{' '.join(cmd)}` failed ({proc.returncode})\n{tail}")
 
 
@@ -62,7 +74,7 @@ def maven_jars(component: str, pom: Path, dest: Path, properties: dict[str, str]
     dest.mkdir(parents=True, exist_ok=True)
     props = [f"-D{k}={v}" for k, v in properties.items()]
     run(component, [
-        "mvn", "-B", "-q", "-f", str(pom), *props,
+        "mvn", "-B", "-f", str(pom), *props,
         "dependency:copy-dependencies", "-DincludeScope=runtime",
         f"-DoutputDirectory={dest / 'libs'}",
     ], log=dest / "install.log")
@@ -77,7 +89,7 @@ def go_binary(component: str, package: str, version: str, dest: Path, binary: st
         return target
     step(component, f"building {package}@{version} from the Go module proxy (a few minutes)")
     dest.mkdir(parents=True, exist_ok=True)
-    run(component, ["go", "install", f"{package}@{version}"],
+    run(component, ["go", "install", "-v", f"{package}@{version}"],
         env={"GOBIN": str(dest / "bin")}, log=dest / "install.log")
     mark_installed(dest)
     return target
@@ -96,7 +108,7 @@ def venv(component: str, dest: Path, requirements: Path, python: str = sys.execu
     if not (dest / "bin" / "python").exists():
         run(component, [python, "-m", "venv", str(dest)])
         run(component, [str(dest / "bin/python"), "-m", "pip", "install", "-q", "-U", "pip"])
-    run(component, [str(dest / "bin/python"), "-m", "pip", "install", "-q", "-r", str(requirements)],
+    run(component, [str(dest / "bin/python"), "-m", "pip", "install", "-r", str(requirements)],
         log=dest / "install.log")
     stamp.write_text(wanted)
     return dest
