@@ -139,6 +139,9 @@ def up(services: tuple[str, ...], native: bool, use_compose: bool) -> None:
     mode = _mode(native, use_compose)
     t0 = time.monotonic()
     if mode == "compose":
+        if not compose.engine_answers():
+            _fail("--compose: no Docker engine answers (`docker info` fails); "
+                  "start Docker, or run natively: skiff up --native")
         sys.exit(compose.up(ctx, list(services)))
     try:
         with _Progress() as progress:

@@ -1,4 +1,4 @@
-"""`skiff reset`: asks first, then wipes the state folder (no services needed)."""
+"""The `skiff` command where no service is needed: reset, mode selection."""
 
 from __future__ import annotations
 
@@ -33,3 +33,9 @@ def test_reset_with_yes_wipes_the_state_folder(tmp_path: Path) -> None:
     done = skiff("reset", "--yes", state=state)
     assert done.returncode == 0, done.stderr
     assert not state.exists()
+
+
+def test_compose_mode_without_an_engine_says_how_to_run_natively(tmp_path: Path) -> None:
+    done = skiff("up", "--compose", state=tmp_path)
+    assert done.returncode == 1
+    assert "no Docker engine answers" in done.stderr and "skiff up --native" in done.stderr
