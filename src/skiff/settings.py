@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     cassandra_host: str | None = None
     mlflow_host: str | None = None
     airflow_host: str | None = None
+    model_server_host: str | None = None
 
     postgres_port: int = 5432
     postgres_password: SecretStr
@@ -76,11 +77,19 @@ class Settings(BaseSettings):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_cluster_id: str
-    kafka_topics: str = Field(default="prediction-requests,training-requests,platform-events")
+    kafka_topics: str = Field(
+        default="prediction-requests,prediction-requests-dlq,training-requests,platform-events")
 
     cassandra_port: int = 9042
 
     mlflow_port: int = 5000
+
+    # The bracelet scenario: registered model, its serving alias, the REST API.
+    model_name: str = "bracelet"
+    model_alias: str = "champion"
+    model_server_port: int = 8000
+    # Seconds between the model server's checks of the alias (hot swap).
+    model_refresh_seconds: float = 5.0
 
     airflow_port: int = 8080
     airflow_admin_user: str = "admin"
