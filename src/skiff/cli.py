@@ -8,10 +8,12 @@ import sys
 import time
 
 import click
+import httpx
 from rich.console import Console
 from rich.table import Table
 
 from skiff import __version__, compose
+from skiff.bracelet.features import SITES
 from skiff.envfile import write_env
 from skiff.native import launcher
 from skiff.native.context import Context
@@ -227,6 +229,116 @@ def bootstrap(what: str) -> None:
             _step(svc.name, "bootstrapping")
             svc.bootstrap(ctx)
     out.print("bootstrapped")
+
+
+@main.command()
+@click.option("--site", type=click.Choice(sorted(SITES)), default="hungary", show_default=True,
+              help="Whose patients the devices send.")
+@click.option("--rate", type=float, default=50.0, show_default=True, help="Requests per second.")
+@click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds to send for.")
+@click.option("--labels/--no-labels", default=True, show_default=True,
+              help="Send each patient's true label to the feedback endpoint after the answer.")
+@click.option("--url", default=None, help="Model server base URL (default: this stack's).")
+def simulate(site: str, rate: float, duration: float, labels: bool, url: str | None) -> None:
+    """Send real rows of SITE to the prediction API like a fleet of bracelets.
+
+    Prints sent/ok/error counts and latency percentiles; exit 1 if any request failed.
+    """
+    import asyncio
+
+    from skiff.bracelet import simulate as sim
+
+    ctx = _ctx()
+    base = url or f"http://{ctx.settings.host('model_server')}:{ctx.settings.model_server_port}"
+    total = int(rate * duration)
+    with err.status(f"simulating {site} at {rate:g}/s for {duration:g}s") as status:
+        def tick(r: sim.Report) -> None:
+            status.update(f"{site}: sent {r.sent}/{total}, ok {r.ok}, errors {r.errors}")
+
+        report = asyncio.run(sim.run(base, site, rate, duration, send_labels=labels, on_tick=tick))
+    out.print(report.summary())
+    for sample in report.error_samples:
+        err.print(f"  e.g. {sample}", markup=False)
+    if report.errors:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--site", type=click.Choice(sorted(SITES)), default="hungary", show_default=True,
+              help="Whose patients the simulated devices send.")
+@click.option("--rate", type=float, default=20.0, show_default=True, help="Requests per second.")
+@click.option("--duration", type=float, default=15.0, show_default=True, help="Seconds of traffic.")
+@click.option("--model-family", default="logistic_regression", show_default=True,
+              type=click.Choice(["logistic_regression", "random_forest", "gradient_boosting"]))
+def demo(site: str, rate: float, duration: float, model_family: str) -> None:
+    """Run the bracelet scenario on the running stack, end to end.
+
+    Train through Airflow, show the run and the promotion, wait until the model
+    server serves the champion, simulate devices, and check every answered
+    request was captured in Cassandra. `make demo` brings the platform up first.
+    """
+    import asyncio
+    from datetime import UTC, datetime
+
+    from skiff.bracelet import demo as d
+    from skiff.bracelet import simulate as sim
+
+    ctx = _ctx()
+    s = ctx.settings
+    t_start = time.monotonic()
+    try:
+        out.rule("1. Train: Airflow runs the training notebook with Papermill")
+        api = d.airflow_client(ctx)
+        run_id = d.trigger(api, d.TRAINING_DAG, {"model_family": model_family})
+        out.print(f"triggered {d.TRAINING_DAG} run {run_id}  (UI: {d.airflow.base_url(ctx)})")
+        t0 = time.monotonic()
+        with err.status("waiting for the training run") as status:
+            def tick(state: str, tasks: dict[str, str]) -> None:
+                shown = ", ".join(f"{k}={v}" for k, v in tasks.items())
+                status.update(f"{state} {time.monotonic() - t0:4.0f}s  {shown}")
+
+            state = d.wait_run(api, d.TRAINING_DAG, run_id, on_tick=tick)
+        if state != "success":
+            _fail(f"training run {run_id} ended {state}",
+                  hint="skiff logs airflow-scheduler, or the Airflow UI")
+        out.print(f"training run succeeded in {time.monotonic() - t0:.0f}s")
+
+        out.rule("2. Track and promote: MLflow registry")
+        champ = d.champion(ctx)
+        if champ is None:
+            _fail(f"no version of {s.model_name} holds @{s.model_alias} after training")
+        assert champ is not None
+        run = d.mlflow_get(ctx, "runs/get", run_id=champ["run_id"])["run"]
+        metrics = {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
+        tags = {t["key"]: t["value"] for t in champ.get("tags", [])}
+        out.print(f"{s.model_name} version {champ['version']} holds @{s.model_alias}; run {champ['run_id']}")
+        out.print("held-out metrics: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items())))
+        decisions = {k.removeprefix("skiff.promotion."): v for k, v in tags.items()
+                     if k.startswith("skiff.promotion.")}
+        if decisions:
+            out.print("promotion: " + ", ".join(f"{k}={v}" for k, v in sorted(decisions.items())))
+        out.print(f"MLflow UI: {d.mlflow.tracking_uri(ctx)}/#/models/{s.model_name}")
+
+        out.rule("3. Serve: the model server follows the champion")
+        with err.status(f"waiting for the model server to serve version {champ['version']}"):
+            d.wait_served(ctx, champ["version"])
+        out.print(f"{d.model_server_url(ctx)} serves {s.model_name} v{champ['version']}")
+
+        out.rule(f"4. Devices: {site} patients at {rate:g}/s for {duration:g}s")
+        since = datetime.now(UTC)
+        report = asyncio.run(sim.run(d.model_server_url(ctx), site, rate, duration))
+        out.print(report.summary())
+
+        out.rule("5. Capture: Kafka -> ingest -> Cassandra")
+        with err.status("waiting for the captured rows"):
+            cap = d.captured(ctx, report.request_ids, s.model_name, since)
+        verdict = "[green]all captured[/]" if cap.captured == cap.answered else "[red]rows missing[/]"
+        out.print(f"answered {cap.answered}, captured {cap.captured} in Cassandra: {verdict}")
+    except (d.DemoError, httpx.HTTPError) as exc:
+        _fail(str(exc))
+    out.print(f"demo finished in {time.monotonic() - t_start:.0f}s")
+    if report.errors or cap.captured != cap.answered:
+        sys.exit(1)
 
 
 if __name__ == "__main__":
