@@ -5,7 +5,7 @@ SKIFF  := $(VENV)/bin/skiff
 PYTEST := $(VENV)/bin/pytest
 
 .DEFAULT_GOAL := help
-.PHONY: help venv init install up down status test test-unit test-integration lint bench clean
+.PHONY: help venv init install up down status demo simulate test test-unit test-integration lint bench clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -26,6 +26,12 @@ install: init ## Install every component natively into ~/.cache/skiff (idempoten
 
 up: install ## Start the platform and wait until every service is healthy
 	$(SKIFF) up
+
+demo: up ## Bring the platform up, then run the bracelet scenario end to end
+	$(SKIFF) demo
+
+simulate: venv ## Send Hungary patients to the prediction API for 60 s
+	$(SKIFF) simulate --site hungary --rate 50 --duration 60
 
 down: venv ## Stop the platform
 	$(SKIFF) down
