@@ -49,7 +49,7 @@ test-integration: install ## Run the integration tests only
 	$(PYTEST) -m integration
 
 lint: venv ## ruff and mypy
-	$(VENV)/bin/ruff check src tests benchmarks dags
+	$(VENV)/bin/ruff check src serving tests benchmarks dags
 	$(VENV)/bin/mypy
 
 bench: install ## Run the benchmarks (prints figures, never fails on time)

@@ -49,6 +49,8 @@ class Feature:
             return None if self.nullable else "is required and may not be null"
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"must be a number, got {type(value).__name__} {value!r}"
+        if isinstance(value, int) and abs(value) > 2**53:
+            return f"must be between {self.minimum:g} and {self.maximum:g}, got {value!r}"
         if not math.isfinite(value):
             return f"must be a finite number, got {value!r}"
         if self.codes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from skiff.native.spec import Service
-from skiff.services import airflow, cassandra, kafka, mlflow, postgres, s3
+from skiff.services import airflow, cassandra, kafka, mlflow, model_server, postgres, s3
 
 REGISTRY: dict[str, Service] = {
     svc.name: svc
@@ -13,6 +13,7 @@ REGISTRY: dict[str, Service] = {
         kafka.SERVICE,
         cassandra.SERVICE,
         mlflow.SERVICE,
+        model_server.SERVICE,
         airflow.SERVICE,
     )
 }

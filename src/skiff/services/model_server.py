@@ -1,0 +1,110 @@
+"""The model server: the bracelet model's REST API (serving/model_server, gunicorn).
+
+It serves whatever version ``MODEL_NAME@MODEL_ALIAS`` points to in MLflow and
+picks up a new one within ``MODEL_REFRESH_SECONDS``, so it starts (and is
+healthy) before any model exists: readiness is ``/healthz``; ``/readyz`` says
+whether a model is loaded. Predictions are captured through a spool on disk
+(``data/model-server/spool``) that a background thread publishes to Kafka.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import httpx
+
+from skiff.native import installing
+from skiff.native.context import Context
+from skiff.native.spec import NotReady, Program, Service
+from skiff.services import kafka, mlflow
+
+NAME = "model-server"
+WORKERS = 2
+# Requests are short CPU work (a 13-column ONNX run, one SQLite commit); a few
+# threads per worker cover the time spent in fsync and on the network.
+THREADS = 4
+
+
+def install(ctx: Context) -> None:
+    venv = installing.venv("serving", ctx.venv("serving"), ctx.root / "docker/serving/requirements.txt")
+    # The checkout itself, editable, so `skiff` and `serving` import from it; its
+    # dependencies are the pinned requirements above, hence --no-deps.
+    stamp = venv / ".skiff-editable"
+    if stamp.is_file() and stamp.read_text() == str(ctx.root):
+        return
+    installing.step(NAME, f"installing {ctx.root} (editable) into {venv}")
+    installing.run(NAME, [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
+                          "-e", str(ctx.root)], log=venv / "install-skiff.log")
+    stamp.write_text(str(ctx.root))
+
+
+def spool_dir(ctx: Context) -> Path:
+    return ctx.data_dir(NAME) / "spool"
+
+
+def metrics_dir(ctx: Context) -> Path:
+    # Per-worker sample files; gunicorn_conf.on_starting empties it at each start.
+    return ctx.data_dir(NAME) / "prometheus"
+
+
+def prepare(ctx: Context) -> None:
+    spool_dir(ctx).mkdir(parents=True, exist_ok=True)
+    # Also emptied by gunicorn at start; done here too in case a crash left a file
+    # from a worker whose pid is reused.
+    shutil.rmtree(metrics_dir(ctx), ignore_errors=True)
+    metrics_dir(ctx).mkdir(parents=True)
+
+
+def env(ctx: Context) -> dict[str, str]:
+    s = ctx.settings
+    return {
+        "MLFLOW_TRACKING_URI": mlflow.tracking_uri(ctx),
+        "MODEL_NAME": s.model_name,
+        "MODEL_ALIAS": s.model_alias,
+        "MODEL_REFRESH_SECONDS": str(s.model_refresh_seconds),
+        "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers(ctx),
+        "CAPTURE_SPOOL_DIR": str(spool_dir(ctx)),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(ctx)),
+    }
+
+
+def programs(ctx: Context) -> list[Program]:
+    s = ctx.settings
+    return [Program(
+        name=NAME,
+        command=[str(ctx.venv("serving") / "bin" / "gunicorn"),
+                 "--config", "python:serving.model_server.gunicorn_conf",
+                 "--bind", f"{s.bind_host}:{s.model_server_port}",
+                 "--worker-class", "gthread", "--workers", str(WORKERS), "--threads", str(THREADS),
+                 "serving.model_server.app:create_app()"],
+        env=env(ctx),
+        directory=ctx.data_dir(NAME),
+    )]
+
+
+def url(ctx: Context) -> str:
+    return f"http://{ctx.settings.host('model_server')}:{ctx.settings.model_server_port}"
+
+
+def ready(ctx: Context) -> None:
+    try:
+        resp = httpx.get(f"{url(ctx)}/healthz", timeout=3)
+    except httpx.HTTPError as exc:
+        raise NotReady(f"{type(exc).__name__}: {exc}") from exc
+    if resp.status_code != 200:
+        raise NotReady(f"/healthz answered {resp.status_code}")
+
+
+SERVICE = Service(
+    name=NAME,
+    description="Model server: REST predictions of MODEL_NAME@MODEL_ALIAS, captured to Kafka",
+    programs=programs,
+    ready=ready,
+    url=url,
+    ports=lambda ctx: [ctx.settings.model_server_port],
+    depends_on=("mlflow", "kafka"),
+    install=install,
+    prepare=prepare,
+    start_timeout=60,
+)
