@@ -59,7 +59,8 @@ def test_the_generated_env_loads_as_settings(checkout: Path) -> None:
     write_env(checkout)
     settings = Settings.load(checkout)
     assert settings.kafka_cluster_id
-    assert settings.topics == ["prediction-requests", "training-requests", "platform-events"]
+    assert settings.topics == ["prediction-requests", "prediction-requests-dlq", "training-requests",
+                               "platform-events"]
 
 
 def test_missing_env_names_the_missing_settings(checkout: Path, monkeypatch: pytest.MonkeyPatch) -> None:
