@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import stack_footprint
+from benchmarks import capture_throughput, stack_footprint
 
-BENCHMARKS = {"stack_footprint": stack_footprint.main}
+BENCHMARKS = {"stack_footprint": stack_footprint.main,
+              "capture_throughput": capture_throughput.main}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHMARKS)

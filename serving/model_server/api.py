@@ -92,22 +92,12 @@ def parse_predict(body: bytes) -> PredictRequest:
     return PredictRequest(records, single)
 
 
-def _check_record(schema: FeatureSchema, record: Any) -> tuple[dict[str, float | None], dict[str, str]]:
-    try:
-        return schema.validate(record)
-    except OverflowError:
-        # An integer beyond float range breaks math.isfinite; name the culprits ourselves.
-        huge = {k: "is too large to be a number" for k, v in record.items()
-                if isinstance(v, int) and not isinstance(v, bool) and abs(v) > 2**1023}
-        return {}, huge or {"$": "a value is too large to be a number"}
-
-
 def validate_records(schema: FeatureSchema, records: Sequence[Any]) -> list[dict[str, float | None]]:
     """Clean records in request order, or a 422 listing every bad field of every bad record."""
     clean: list[dict[str, float | None]] = []
     problems: dict[str, dict[str, str]] = {}
     for index, record in enumerate(records):
-        values, errors = _check_record(schema, record)
+        values, errors = schema.validate(record)
         if errors:
             problems[str(index)] = errors
         clean.append(values)

@@ -67,7 +67,7 @@ def test_valid_records_come_back_clean_and_in_order() -> None:
     ({"cp": 5}, "cp", "one of"),
     ({"ca": 1.5}, "ca", "whole number"),
     ({"weight": 80}, "weight", "not a feature"),
-    ({"age": 10**400}, "age", "too large"),
+    ({"age": 10**400}, "age", "must be between 1 and 120"),
 ])
 def test_each_bad_field_is_named_under_its_record_index(change: dict[str, Any], field: str,
                                                         reason: str) -> None:

@@ -24,6 +24,7 @@ from skiff.envfile import parse
 from skiff.native import installing
 from skiff.native.context import Context
 from skiff.native.spec import NotReady, Program, Service
+from skiff.services import mlflow
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 # The parts of GET /api/v2/monitor/health that must say "healthy".
@@ -86,7 +87,30 @@ def airflow_env(ctx: Context) -> dict[str, str]:
         "AIRFLOW__API__SECRET_KEY": s.airflow_api_secret_key.get_secret_value(),
         "AIRFLOW__API_AUTH__JWT_SECRET": s.airflow_jwt_secret.get_secret_value(),
     })
+    env.update(task_env(ctx))
     return env
+
+
+def task_env(ctx: Context) -> dict[str, str]:
+    """What the platform's DAGs and notebooks read: where MLflow, Kafka, Cassandra and S3 are.
+
+    docker-compose.yml sets the same variables on the Airflow containers.
+    """
+    s = ctx.settings
+    return {
+        "MLFLOW_TRACKING_URI": mlflow.tracking_uri(ctx),
+        "KAFKA_HOST": s.host("kafka"),
+        "KAFKA_PORT": str(s.kafka_port),
+        "CASSANDRA_HOST": s.host("cassandra"),
+        "CASSANDRA_PORT": str(s.cassandra_port),
+        "S3_HOST": s.host("s3"),
+        "S3_PORT": str(s.s3_port),
+        "S3_REGION": s.s3_region,
+        "S3_ACCESS_KEY": s.s3_access_key,
+        "S3_SECRET_KEY": s.s3_secret_key.get_secret_value(),
+        "MODEL_NAME": s.model_name,
+        "MODEL_ALIAS": s.model_alias,
+    }
 
 
 def write_passwords(ctx: Context) -> Path:
