@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from skiff.native.spec import Service
-from skiff.services import airflow, cassandra, kafka, mlflow, model_server, postgres, s3
+from skiff.services import (
+    airflow,
+    cassandra,
+    kafka,
+    mlflow,
+    model_server,
+    postgres,
+    s3,
+    training_trigger,
+)
 
 REGISTRY: dict[str, Service] = {
     svc.name: svc
@@ -15,6 +24,7 @@ REGISTRY: dict[str, Service] = {
         mlflow.SERVICE,
         model_server.SERVICE,
         airflow.SERVICE,
+        training_trigger.SERVICE,
     )
 }
 
