@@ -7,12 +7,11 @@ artifacts through the server (``mlflow-artifacts:/`` URIs), which writes to the
 
 from __future__ import annotations
 
-import httpx
-
 from skiff.envfile import parse
 from skiff.native import installing
 from skiff.native.context import Context
-from skiff.native.spec import NotReady, Program, Service
+from skiff.native.probes import http_ok
+from skiff.native.spec import Program, Service
 
 ARTIFACT_BUCKET = "mlflow"
 
@@ -52,12 +51,7 @@ def programs(ctx: Context) -> list[Program]:
 
 
 def ready(ctx: Context) -> None:
-    try:
-        resp = httpx.get(f"{tracking_uri(ctx)}/health", timeout=3)
-    except httpx.HTTPError as exc:
-        raise NotReady(f"{type(exc).__name__}: {exc}") from exc
-    if resp.status_code != 200:
-        raise NotReady(f"/health answered {resp.status_code}")
+    http_ok(f"{tracking_uri(ctx)}/health")
 
 
 SERVICE = Service(

@@ -12,11 +12,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import httpx
-
 from skiff.native import installing
 from skiff.native.context import Context
-from skiff.native.spec import NotReady, Program, Service
+from skiff.native.probes import http_ok
+from skiff.native.spec import Program, Service
 from skiff.services import kafka, mlflow
 
 NAME = "model-server"
@@ -88,12 +87,7 @@ def url(ctx: Context) -> str:
 
 
 def ready(ctx: Context) -> None:
-    try:
-        resp = httpx.get(f"{url(ctx)}/healthz", timeout=3)
-    except httpx.HTTPError as exc:
-        raise NotReady(f"{type(exc).__name__}: {exc}") from exc
-    if resp.status_code != 200:
-        raise NotReady(f"/healthz answered {resp.status_code}")
+    http_ok(f"{url(ctx)}/healthz")
 
 
 SERVICE = Service(
