@@ -147,7 +147,9 @@ def test_promotion_switches_the_served_version_with_no_failed_request(
     base = f"{mlflow.tracking_uri(stack)}/api/2.0/mlflow"
     # A new version from the champion's own model: what changes is the alias.
     created = httpx.post(f"{base}/model-versions/create", timeout=30, json={
-        "name": s.model_name, "source": champion["source"], "run_id": champion["run_id"]}).json()
+        "name": s.model_name, "source": champion["source"], "run_id": champion["run_id"],
+        # MLflow 3: the source is a logged model, named again by its id.
+        "model_id": champion["source"].removeprefix("models:/")}).json()
     new_version = created["model_version"]["version"]
     traffic = Traffic(stack, rate=40, duration=20)
     traffic.wait_ok(100)  # the old version has answered for a while

@@ -30,6 +30,16 @@ def test_schema_has_the_capture_tables(session) -> None:  # type: ignore[no-unty
     assert {"prediction_events", "prediction_labels"} <= {r.table_name for r in rows}
 
 
+def test_the_applied_schema_versions_are_recorded(session) -> None:  # type: ignore[no-untyped-def]
+    rows = session.execute("SELECT version FROM schema_version WHERE keyspace_name = %s",
+                           (cassandra.SCHEMA_KEYSPACE,))
+    assert [r.version for r in rows] == [2, 1]  # newest first
+    columns = session.execute(
+        "SELECT column_name FROM system_schema.columns WHERE keyspace_name = %s AND table_name = %s",
+        (cassandra.SCHEMA_KEYSPACE, "prediction_labels"))
+    assert {"label", "label_time"} <= {c.column_name for c in columns}
+
+
 def test_written_event_is_read_back_by_its_key(session) -> None:  # type: ignore[no-untyped-def]
     now = datetime.now(UTC).replace(microsecond=0)
     request_id = uuid.uuid4()
@@ -53,7 +63,7 @@ def test_applying_the_schema_again_keeps_existing_rows(stack: Context, session) 
                     (request_id, "heart-test"))
     s = stack.settings
     cql = cassandra.schema_file(stack).read_text()
-    assert cassandra.apply_schema(s.host("cassandra"), s.cassandra_port, cql) == 3
+    assert cassandra.apply_schema(s.host("cassandra"), s.cassandra_port, cql) == 7
     row = session.execute("SELECT model_name FROM prediction_labels WHERE request_id = %s",
                           (request_id,)).one()
     assert row is not None and row.model_name == "heart-test"

@@ -23,6 +23,7 @@ from serving.ingest.writer import (
     label_row,
     label_updates,
     location_row,
+    partition_batches,
     to_naive_utc,
     write_time,
 )
@@ -54,6 +55,23 @@ def test_an_event_row_and_its_location_share_the_primary_key() -> None:
     assert row[:4] == ("bracelet", "2026-03-01", to_naive_utc(t), p.request_id)
     assert location_row(p) == (p.request_id, "bracelet", "2026-03-01", to_naive_utc(t))
     assert json.loads(row[5]) == {"a": None, "b": 1.0} and row[6:8] == (1.0, 0.75)
+
+
+def test_event_rows_are_batched_by_partition_and_size() -> None:
+    t = datetime(2026, 3, 1, 23, 59, 59, tzinfo=UTC)
+
+    def p(model: str, at: datetime) -> Prediction:
+        return Prediction(uuid.uuid4(), at, model, "1", {}, 0, 0.5)
+
+    a = [p("a", t) for _ in range(5)]
+    a_next_day = [p("a", t + timedelta(seconds=2)) for _ in range(2)]
+    b = [p("b", t) for _ in range(3)]
+    batches = partition_batches([*a[:3], *b, *a_next_day, *a[3:]], size=2)
+    assert sorted(map(len, batches)) == [1, 1, 2, 2, 2, 2]
+    for batch in batches:  # one partition per batch: one mutation for Cassandra
+        assert len({(x.model_name, day_of(x.time)) for x in batch}) == 1
+    assert sorted(x.request_id for batch in batches for x in batch) == sorted(
+        x.request_id for x in [*a, *a_next_day, *b])
 
 
 def test_a_label_is_written_at_its_own_time() -> None:

@@ -103,7 +103,7 @@ def wait_served(ctx: Context, version: str, timeout: float = 120) -> None:
         try:
             resp = httpx.get(f"{model_server_url(ctx)}/readyz", timeout=5)
             last = resp.text[:200]
-            if resp.status_code == 200 and str(resp.json().get("version")) == str(version):
+            if resp.status_code == 200 and str(resp.json()["model"]["version"]) == str(version):
                 return
         except httpx.HTTPError as exc:
             last = str(exc)

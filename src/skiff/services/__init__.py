@@ -6,6 +6,7 @@ from skiff.native.spec import Service
 from skiff.services import (
     airflow,
     cassandra,
+    ingest,
     kafka,
     mlflow,
     model_server,
@@ -23,6 +24,7 @@ REGISTRY: dict[str, Service] = {
         cassandra.SERVICE,
         mlflow.SERVICE,
         model_server.SERVICE,
+        ingest.SERVICE,
         airflow.SERVICE,
         training_trigger.SERVICE,
     )
