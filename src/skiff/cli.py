@@ -304,20 +304,19 @@ def demo(site: str, rate: float, duration: float, model_family: str) -> None:
         out.print(f"training run succeeded in {time.monotonic() - t0:.0f}s")
 
         out.rule("2. Track and promote: MLflow registry")
+        outcome = d.xcom(api, d.TRAINING_DAG, run_id, "evaluate_and_promote")
+        run = d.mlflow_get(ctx, "runs/get", run_id=outcome["run_id"])["run"]
+        metrics = {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
+        out.print(f"candidate: {s.model_name} version {outcome['version']} from run {outcome['run_id']}")
+        out.print("held-out metrics: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items())))
+        shown = {k: v for k, v in outcome.items() if k not in ("model_name", "version", "run_id")}
+        out.print("promotion: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
         champ = d.champion(ctx)
         if champ is None:
             _fail(f"no version of {s.model_name} holds @{s.model_alias} after training")
         assert champ is not None
-        run = d.mlflow_get(ctx, "runs/get", run_id=champ["run_id"])["run"]
-        metrics = {m["key"]: m["value"] for m in run["data"].get("metrics", [])}
-        tags = {t["key"]: t["value"] for t in champ.get("tags", [])}
-        out.print(f"{s.model_name} version {champ['version']} holds @{s.model_alias}; run {champ['run_id']}")
-        out.print("held-out metrics: " + ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items())))
-        decisions = {k.removeprefix("skiff.promotion."): v for k, v in tags.items()
-                     if k.startswith("skiff.promotion.")}
-        if decisions:
-            out.print("promotion: " + ", ".join(f"{k}={v}" for k, v in sorted(decisions.items())))
-        out.print(f"MLflow UI: {d.mlflow.tracking_uri(ctx)}/#/models/{s.model_name}")
+        out.print(f"@{s.model_alias} is version {champ['version']};  MLflow UI: "
+                  f"{d.mlflow.tracking_uri(ctx)}/#/models/{s.model_name}")
 
         out.rule("3. Serve: the model server follows the champion")
         with err.status(f"waiting for the model server to serve version {champ['version']}"):

@@ -73,6 +73,13 @@ def wait_run(api: httpx.Client, dag_id: str, run_id: str, timeout: float = 900,
         time.sleep(2)
 
 
+def xcom(api: httpx.Client, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+    """The return value of one task of a DAG run."""
+    resp = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
+    resp.raise_for_status()
+    return dict(resp.json()["value"])
+
+
 def mlflow_get(ctx: Context, path: str, **params: Any) -> dict[str, Any]:
     resp = httpx.get(f"{mlflow.tracking_uri(ctx)}/api/2.0/mlflow/{path}", params=params, timeout=30)
     resp.raise_for_status()
