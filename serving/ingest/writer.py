@@ -193,9 +193,9 @@ class CassandraWriter:
             for p in group:
                 batch.add(self.insert_event, event_row(p, received_at))
             first.append((batch, ()))
-        for group in chunks(predictions, LOCATIONS_PER_BATCH):
+        for locations in chunks(predictions, LOCATIONS_PER_BATCH):
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for p in group:
+            for p in locations:
                 batch.add(self.insert_location, location_row(p))
             first.append((batch, ()))
         first += [(self.store_label, label_row(label)) for label in labels]
