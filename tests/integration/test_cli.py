@@ -43,11 +43,15 @@ def test_stopped_service_shows_in_status_and_comes_back(stack: Context) -> None:
     assert _row(status.stdout, "kafka")[1:3] == ["stopped", "-"]
     assert _row(status.stdout, "postgres")[1:3] == ["running", "healthy"]
 
+    assert _row(status.stdout, "ingest")[1:3] == ["stopped", "-"], "dependents stop with it"
+
     started = skiff("up", "kafka", "--native")
     assert started.returncode == 0, started.stderr
+    assert _row(skiff("status").stdout, "kafka")[1:3] == ["running", "healthy"]
+    # `up` with no name brings back the dependents `down kafka` stopped.
+    assert skiff("up", "--native").returncode == 0
     status = skiff("status")
     assert status.returncode == 0, status.stdout
-    assert _row(status.stdout, "kafka")[1:3] == ["running", "healthy"]
 
 
 def test_port_in_use_is_one_line_naming_service_port_and_owner(stack: Context, tmp_path: Path) -> None:
