@@ -52,8 +52,11 @@ lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check src serving tests benchmarks dags
 	$(VENV)/bin/mypy
 
-bench: install ## Run the benchmarks (prints figures, never fails on time)
-	$(VENV)/bin/python -m benchmarks
+bench: install ## Run the benchmarks (prints figures, never fails on time; restarts the stack)
+	$(SKIFF) down
+	$(VENV)/bin/python -m benchmarks stack_footprint
+	$(SKIFF) up
+	$(VENV)/bin/python -m benchmarks capture_throughput
 
 clean: ## Remove the virtualenv (state: skiff reset; cache: ~/.cache/skiff)
 	rm -rf $(VENV)
