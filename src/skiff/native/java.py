@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from skiff.native.installing import InstallError
+from skiff.native.installing import InstallError, maven_jars
+
+if TYPE_CHECKING:
+    from skiff.native.context import Context
 
 
 def find_java() -> str | None:
@@ -28,3 +32,13 @@ def require_java(service: str) -> str:
 def java_command() -> str:
     """For program definitions, which must not fail: ``up`` checks Java at install time."""
     return find_java() or "java"
+
+
+def install_jars(ctx: Context, component: str, version: str, properties: dict[str, str]) -> Path:
+    """A JVM component's jars from Maven Central, by its pom in ``native/poms/<component>.xml``.
+
+    Returns the folder of jars, the component's classpath.
+    """
+    require_java(component)
+    pom = Path(__file__).parent / "poms" / f"{component}.xml"
+    return maven_jars(component, pom, ctx.component(component, version), properties)

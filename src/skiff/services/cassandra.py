@@ -16,9 +16,8 @@ import yaml
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
 from cassandra.policies import RoundRobinPolicy
 
-from skiff.native import installing
 from skiff.native.context import Context
-from skiff.native.java import java_command, require_java
+from skiff.native.java import install_jars, java_command
 from skiff.native.spec import NotReady, Program, Service
 
 STORAGE_PORT = 7000
@@ -76,10 +75,8 @@ def libs(ctx: Context) -> Path:
 
 
 def install(ctx: Context) -> None:
-    require_java("cassandra")
-    installing.maven_jars("cassandra",
-                          Path(__file__).parents[1] / "native" / "poms" / "cassandra.xml",
-                          home(ctx), {"cassandra.version": ctx.versions.cassandra_version})
+    version = ctx.versions.cassandra_version
+    install_jars(ctx, "cassandra", version, {"cassandra.version": version})
 
 
 def cassandra_yaml(ctx: Context) -> Path:

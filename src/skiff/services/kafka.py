@@ -21,9 +21,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-from skiff.native import installing
 from skiff.native.context import Context
-from skiff.native.java import java_command, require_java
+from skiff.native.java import install_jars, java_command, require_java
 from skiff.native.spec import NotReady, Program, Service
 
 NODE_ID = 1
@@ -52,11 +51,9 @@ def libs(ctx: Context) -> Path:
 
 
 def install(ctx: Context) -> None:
-    require_java("kafka")
     v = ctx.versions
-    installing.maven_jars("kafka", Path(__file__).parents[1] / "native" / "poms" / "kafka.xml",
-                          home(ctx), {"kafka.version": v.kafka_version,
-                                      "scala.binary.version": v.scala_binary_version})
+    install_jars(ctx, "kafka", v.kafka_version,
+                 {"kafka.version": v.kafka_version, "scala.binary.version": v.scala_binary_version})
 
 
 def server_properties(ctx: Context) -> Path:
