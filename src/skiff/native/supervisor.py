@@ -155,15 +155,19 @@ class Supervisor:
             if "ALREADY_STARTED" not in fault.faultString:
                 raise
 
-    def info(self, program: str) -> ProcessInfo:
-        raw = self.rpc.getProcessInfo(program)
+    def _info(self, raw: dict[str, Any]) -> ProcessInfo:
         uptime = float(raw["now"] - raw["start"]) if raw["statename"] == "RUNNING" else 0.0
-        return ProcessInfo(program, raw["statename"], raw["pid"], uptime, log_path(self.ctx, program))
+        return ProcessInfo(raw["name"], raw["statename"], raw["pid"], uptime,
+                           log_path(self.ctx, raw["name"]))
+
+    def info(self, program: str) -> ProcessInfo:
+        return self._info(self.rpc.getProcessInfo(program))
 
     def all_info(self) -> dict[str, ProcessInfo]:
         if not self.is_running():
             return {}
-        return {raw["name"]: self.info(raw["name"]) for raw in self.rpc.getAllProcessInfo()}
+        # getAllProcessInfo already carries each program's details: one call, not one per program.
+        return {raw["name"]: self._info(raw) for raw in self.rpc.getAllProcessInfo()}
 
     def stop(self, program: str) -> None:
         """Stop a program and every process it spawned, even those that left its group."""
