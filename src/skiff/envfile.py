@@ -44,6 +44,17 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "AIRFLOW_API_SECRET_KEY": _token,
     "AIRFLOW_FERNET_KEY": _fernet_key,
     "KAFKA_CLUSTER_ID": _kafka_cluster_id,
+    "KEYCLOAK_ADMIN_PASSWORD": _token,
+    "KEYCLOAK_DB_PASSWORD": _token,
+    "PLATFORM_ADMIN_PASSWORD": _token,
+    "PORTAL_CLIENT_SECRET": _token,
+    "JUPYTERHUB_CLIENT_SECRET": _token,
+    "AIRFLOW_CLIENT_SECRET": _token,
+    "MLFLOW_CLIENT_SECRET": _token,
+    "DEVICE_CLIENT_SECRET": _token,
+    "PORTAL_COOKIE_SECRET": lambda: secrets.token_urlsafe(32),
+    "JUPYTERHUB_CRYPT_KEY": lambda: secrets.token_hex(32),
+    "CONFIGPROXY_AUTH_TOKEN": _token,
 }
 
 

@@ -40,6 +40,12 @@ class Versions(BaseSettings):
     mlflow_version: str
     airflow_version: str
     python_version: str
+    traefik_version: str
+    keycloak_version: str
+    jupyterhub_version: str
+    jupyterlab_version: str
+    elyra_version: str
+    configurable_http_proxy_version: str
 
     @classmethod
     def load(cls, root: Path) -> Versions:
@@ -62,6 +68,18 @@ class Settings(BaseSettings):
     mlflow_host: str | None = None
     airflow_host: str | None = None
     model_server_host: str | None = None
+    keycloak_host: str | None = None
+    portal_host: str | None = None
+    jupyterhub_host: str | None = None
+
+    # The one public address (Traefik, TLS): https://PUBLIC_HOST:HTTPS_PORT/.
+    public_host: str = "localhost"
+    https_port: int = 8443
+    # Plain HTTP on this port only redirects to HTTPS.
+    http_port: int = 8088
+    # The certificate Traefik serves. Empty: the one `skiff init` generates in certs/.
+    tls_cert_file: str = ""
+    tls_key_file: str = ""
 
     postgres_port: int = 5432
     postgres_password: SecretStr
@@ -99,6 +117,36 @@ class Settings(BaseSettings):
     airflow_fernet_key: SecretStr
     airflow_parallelism: int = 2
 
+    # Keycloak: single sign-on for every UI and API (realm in compose/keycloak/).
+    keycloak_port: int = 8180
+    keycloak_management_port: int = 9180
+    keycloak_realm: str = "skiff"
+    # The master realm's bootstrap administrator (Keycloak's own console and admin API).
+    keycloak_admin_user: str = "admin"
+    keycloak_admin_password: SecretStr
+    keycloak_db_password: SecretStr
+    # The platform's first user in the skiff realm (role admin), created at bootstrap.
+    platform_admin_user: str = "admin"
+    platform_admin_password: SecretStr
+    # Secrets of the realm's confidential clients.
+    portal_client_secret: SecretStr
+    jupyterhub_client_secret: SecretStr
+    airflow_client_secret: SecretStr
+    mlflow_client_secret: SecretStr
+    device_client_id: str = "bracelet-devices"
+    device_client_secret: SecretStr
+
+    # The portal: landing page and Traefik's forward-auth (MLflow, dashboard).
+    portal_port: int = 8090
+    portal_cookie_secret: SecretStr
+
+    # JupyterHub: its proxy's public and API ports, and the hub's own port.
+    jupyterhub_port: int = 8100
+    jupyterhub_proxy_api_port: int = 8101
+    jupyterhub_hub_port: int = 8081
+    jupyterhub_crypt_key: SecretStr
+    configproxy_auth_token: SecretStr
+
     @classmethod
     def load(cls, root: Path) -> Settings:
         # In a container the variables come from Compose's env_file, not a file here.
@@ -124,6 +172,28 @@ class Settings(BaseSettings):
     def host(self, service: str) -> str:
         """The address clients use for ``service``."""
         return getattr(self, f"{service}_host", None) or self.bind_host
+
+    @property
+    def public_url(self) -> str:
+        """The one address people and devices use, e.g. ``https://localhost:8443``."""
+        port = "" if self.https_port == 443 else f":{self.https_port}"
+        return f"https://{self.public_host}{port}"
+
+    @property
+    def keycloak_issuer(self) -> str:
+        """The ``iss`` of every token: always the public URL, inside and outside."""
+        return f"{self.public_url}/auth/realms/{self.keycloak_realm}"
+
+    @property
+    def keycloak_internal_url(self) -> str:
+        """Keycloak for services on the platform's network (back-channel: tokens, JWKS)."""
+        return f"http://{self.host('keycloak')}:{self.keycloak_port}/auth"
+
+    def tls_files(self, root: Path) -> tuple[Path, Path]:
+        """The certificate and key Traefik serves (generated in certs/ unless set)."""
+        cert = Path(self.tls_cert_file) if self.tls_cert_file else root / "certs" / "skiff.crt"
+        key = Path(self.tls_key_file) if self.tls_key_file else root / "certs" / "skiff.key"
+        return cert, key
 
     @property
     def s3_endpoint(self) -> str:
