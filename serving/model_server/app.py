@@ -19,6 +19,7 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from serving.model_server import api, metrics, openapi
+from serving.model_server.auth import AuthConfig, TokenValidator
 from serving.model_server.capture import Publisher, Spool, kafka_producer, prediction_messages
 from serving.model_server.config import Config
 from serving.model_server.model import LoadedModel, ModelHolder, load_version
@@ -108,8 +109,10 @@ def feedback(state: ServerState) -> dict[str, Any]:
     return {"request_id": str(fb.request_id), "status": "accepted"}
 
 
-def create_app(config: Config | None = None) -> Flask:
+def create_app(config: Config | None = None, validator: TokenValidator | None = None) -> Flask:
     config = config or Config.from_env()
+    # Every route but health and metrics needs a Keycloak token (auth.py).
+    validator = validator or TokenValidator(AuthConfig.from_env())
     if not logging.getLogger().handlers:
         # Under gunicorn only its own loggers have handlers; ours go to stderr (the service log).
         logging.basicConfig(level=logging.INFO,
@@ -133,6 +136,10 @@ def create_app(config: Config | None = None) -> Flask:
     def start_timer() -> None:
         g.started = time.perf_counter()
 
+    @app.before_request
+    def authenticate() -> None:
+        g.claims = validator.check(request.path, request.headers.get("Authorization"))
+
     @app.after_request
     def observe(response: Response) -> Response:
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
@@ -143,7 +150,12 @@ def create_app(config: Config | None = None) -> Flask:
 
     @app.errorhandler(api.ApiError)
     def api_error(err: api.ApiError) -> tuple[Response, int]:
-        return jsonify(api.error_body(err)), err.status
+        response = jsonify(api.error_body(err))
+        if err.status == 401:
+            # RFC 6750: tell the client it is a bearer-token API and what went wrong.
+            response.headers["WWW-Authenticate"] = (
+                f'Bearer error="invalid_token", error_description="{err.code}"')
+        return response, err.status
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response, int]:

@@ -12,7 +12,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from skiff import __version__, compose
+from skiff import __version__, compose, tls
 from skiff.bracelet.features import SITES
 from skiff.envfile import write_env
 from skiff.native import launcher
@@ -21,6 +21,7 @@ from skiff.native.installing import InstallError
 from skiff.native.launcher import ServiceError
 from skiff.native.supervisor import log_path
 from skiff.services import REGISTRY, in_start_order
+from skiff.users import users
 
 out = Console()
 err = Console(stderr=True)
@@ -79,6 +80,19 @@ def _ensure_env(ctx: Context) -> None:
     if not (ctx.root / ".env").exists():
         path, _ = write_env(ctx.root)
         _step("init", f"wrote {path} with fresh secrets")
+    _ensure_certs(ctx)
+
+
+def _ensure_certs(ctx: Context, announce: bool = True) -> tls.TlsFiles:
+    """The certificate Traefik serves: generated once in certs/, or the one .env names."""
+    try:
+        files = tls.ensure(ctx.root, ctx.settings)
+    except RuntimeError as exc:  # TlsError, or settings missing from .env
+        _fail(str(exc))
+        raise
+    if files.generated and announce:
+        _step("init", files.summary())
+    return files
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -94,10 +108,12 @@ def main() -> None:
 
 @main.command()
 def init() -> None:
-    """Write .env with freshly generated secrets (existing secrets are kept)."""
-    path, generated = write_env(_ctx().root)
+    """Write .env with fresh secrets (existing ones kept) and the TLS certificate in certs/."""
+    ctx = _ctx()
+    path, generated = write_env(ctx.root)
     out.print(f"wrote {path}: {len(generated)} new secret(s)" +
               (f" ({', '.join(generated)})" if generated else ", existing ones kept"))
+    out.print(_ensure_certs(ctx, announce=False).summary())
 
 
 @main.command()
@@ -242,11 +258,13 @@ def bootstrap(what: str) -> None:
 def simulate(site: str, rate: float, duration: float, labels: bool, url: str | None) -> None:
     """Send real rows of SITE to the prediction API like a fleet of bracelets.
 
-    Prints sent/ok/error counts and latency percentiles; exit 1 if any request failed.
+    Each request carries a device token from Keycloak (client credentials of
+    DEVICE_CLIENT_ID), as a real bracelet would. Prints sent/ok/error counts and latency percentiles; exit 1 if any request failed.
     """
     import asyncio
 
     from skiff.bracelet import simulate as sim
+    from skiff.keycloak import DeviceAuth
 
     ctx = _ctx()
     base = url or f"http://{ctx.settings.host('model_server')}:{ctx.settings.model_server_port}"
@@ -255,7 +273,8 @@ def simulate(site: str, rate: float, duration: float, labels: bool, url: str | N
         def tick(r: sim.Report) -> None:
             status.update(f"{site}: sent {r.sent}/{total}, ok {r.ok}, errors {r.errors}")
 
-        report = asyncio.run(sim.run(base, site, rate, duration, send_labels=labels, on_tick=tick))
+        report = asyncio.run(sim.run(base, site, rate, duration, send_labels=labels,
+                                     auth=DeviceAuth(ctx.settings), on_tick=tick))
     out.print(report.summary())
     for sample in report.error_samples:
         err.print(f"  e.g. {sample}", markup=False)
@@ -282,6 +301,7 @@ def demo(site: str, rate: float, duration: float, model_family: str) -> None:
 
     from skiff.bracelet import demo as d
     from skiff.bracelet import simulate as sim
+    from skiff.keycloak import DeviceAuth
 
     ctx = _ctx()
     s = ctx.settings
@@ -290,7 +310,7 @@ def demo(site: str, rate: float, duration: float, model_family: str) -> None:
         out.rule("1. Train: Airflow runs the training notebook with Papermill")
         api = d.airflow_client(ctx)
         run_id = d.trigger(api, d.TRAINING_DAG, {"model_family": model_family})
-        out.print(f"triggered {d.TRAINING_DAG} run {run_id}  (UI: {d.airflow.base_url(ctx)})")
+        out.print(f"triggered {d.TRAINING_DAG} run {run_id}  (UI: {d.airflow.public_url(ctx)})")
         t0 = time.monotonic()
         with err.status("waiting for the training run") as status:
             def tick(state: str, tasks: dict[str, str]) -> None:
@@ -325,7 +345,8 @@ def demo(site: str, rate: float, duration: float, model_family: str) -> None:
 
         out.rule(f"4. Devices: {site} patients at {rate:g}/s for {duration:g}s")
         since = datetime.now(UTC)
-        report = asyncio.run(sim.run(d.model_server_url(ctx), site, rate, duration))
+        report = asyncio.run(sim.run(d.model_server_url(ctx), site, rate, duration,
+                                     auth=DeviceAuth(ctx.settings)))
         out.print(report.summary())
 
         out.rule("5. Capture: Kafka -> ingest -> Cassandra")
@@ -333,11 +354,15 @@ def demo(site: str, rate: float, duration: float, model_family: str) -> None:
             cap = d.captured(ctx, report.request_ids, s.model_name, since)
         verdict = "[green]all captured[/]" if cap.captured == cap.answered else "[red]rows missing[/]"
         out.print(f"answered {cap.answered}, captured {cap.captured} in Cassandra: {verdict}")
-    except (d.DemoError, httpx.HTTPError) as exc:
+    except (d.DemoError, d.AirflowError, httpx.HTTPError) as exc:
         _fail(str(exc))
     out.print(f"demo finished in {time.monotonic() - t_start:.0f}s")
     if report.errors or cap.captured != cap.answered:
         sys.exit(1)
+
+
+# Users, roles and teams in Keycloak (skiff/users.py).
+main.add_command(users)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "AIRFLOW_DB_PASSWORD": _token,
     "S3_ACCESS_KEY": _access_key,
     "S3_SECRET_KEY": _token,
-    "AIRFLOW_ADMIN_PASSWORD": _token,
+    "TRAINING_TRIGGER_PASSWORD": _token,
     "AIRFLOW_JWT_SECRET": lambda: secrets.token_urlsafe(64),  # PyJWT wants 64+ bytes for HS512
     "AIRFLOW_API_SECRET_KEY": _token,
     "AIRFLOW_FERNET_KEY": _fernet_key,

@@ -110,8 +110,6 @@ class Settings(BaseSettings):
     model_refresh_seconds: float = 5.0
 
     airflow_port: int = 8080
-    airflow_admin_user: str = "admin"
-    airflow_admin_password: SecretStr
     airflow_jwt_secret: SecretStr
     airflow_api_secret_key: SecretStr
     airflow_fernet_key: SecretStr
@@ -135,6 +133,10 @@ class Settings(BaseSettings):
     mlflow_client_secret: SecretStr
     device_client_id: str = "bracelet-devices"
     device_client_secret: SecretStr
+    # The training trigger's own realm user (role citizen: trigger runs, nothing more),
+    # created by the airflow service's bootstrap.
+    training_trigger_user: str = "training-trigger"
+    training_trigger_password: SecretStr
 
     # The portal: landing page and Traefik's forward-auth (MLflow, dashboard).
     portal_port: int = 8090

@@ -21,6 +21,7 @@ import pytest
 from skiff.bracelet import demo
 from skiff.bracelet import simulate as sim
 from skiff.bracelet.features import encode_row, load_raw
+from skiff.keycloak import DeviceAuth
 from skiff.native.context import Context
 from skiff.services import cassandra, mlflow
 
@@ -42,7 +43,9 @@ def champion(stack: Context) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def api(stack: Context) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=demo.model_server_url(stack), timeout=30) as client:
+    # The model API takes device tokens from Keycloak, as the bracelets send them.
+    with httpx.Client(base_url=demo.model_server_url(stack), timeout=30,
+                      auth=DeviceAuth(stack.settings)) as client:
         yield client
 
 
@@ -73,7 +76,8 @@ class Traffic:
 
         def go() -> None:
             self.result = asyncio.run(sim.run(demo.model_server_url(stack), "hungary", rate, duration,
-                                              send_labels=False, seed=int(time.time()), on_tick=tick))
+                                              send_labels=False, seed=int(time.time()),
+                                              auth=DeviceAuth(stack.settings), on_tick=tick))
 
         self.thread = threading.Thread(target=go)
         self.thread.start()

@@ -25,6 +25,7 @@ from kafka import KafkaConsumer, TopicPartition
 from serving.model_server.registry import Registry
 from skiff.bracelet.events import TOPIC
 from skiff.bracelet.features import NAMES
+from skiff.keycloak import DeviceAuth
 from skiff.native import installing
 from skiff.native.context import Context
 from skiff.services import REGISTRY, kafka, mlflow, model_server
@@ -42,7 +43,9 @@ SPARSE: dict[str, Any] = {**dict.fromkeys(NAMES), "age": 54, "sex": 0, "cp": 4}
 def server(stack: Context) -> Iterator[httpx.Client]:
     if "model-server" not in REGISTRY:
         pytest.skip("model-server is not in skiff.services.REGISTRY yet")
-    with httpx.Client(base_url=model_server.url(stack), timeout=30) as client:
+    # The model API takes device tokens from Keycloak, as the bracelets send them.
+    with httpx.Client(base_url=model_server.url(stack), timeout=30,
+                      auth=DeviceAuth(stack.settings)) as client:
         yield client
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serving.model_server.auth import AuthConfig
 from serving.model_server.config import Config
 from skiff.native.context import Context
 from skiff.services import model_server
@@ -46,11 +47,24 @@ def test_the_environment_is_what_the_app_reads(ctx: Context) -> None:
     assert Path(program.env["PROMETHEUS_MULTIPROC_DIR"]).is_relative_to(ctx.state)
 
 
+def test_tokens_are_checked_against_the_public_issuer_and_internal_keys(ctx: Context) -> None:
+    [program] = model_server.programs(ctx)
+    auth = AuthConfig.from_env(program.env)
+    # The issuer is the public URL (what Keycloak writes in tokens), the keys come
+    # from the internal address: mixing them up is the classic single sign-on failure.
+    assert auth.issuer == ctx.settings.keycloak_issuer
+    assert auth.issuer.startswith("https://")
+    assert auth.jwks_url == (f"{ctx.settings.keycloak_internal_url}/realms/"
+                             f"{ctx.settings.keycloak_realm}/protocol/openid-connect/certs")
+    assert auth.audience == "model-api"
+
+
 def test_the_stack_waits_for_the_process_not_for_a_model(ctx: Context,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     svc = model_server.SERVICE
-    # Not Kafka: the server keeps answering (and spooling) while Kafka is away.
-    assert svc.name == "model-server" and set(svc.depends_on) == {"mlflow"}
+    # Not Kafka: the server keeps answering (and spooling) while Kafka is away. Keycloak:
+    # no request but health is answered without checking its token against the realm's keys.
+    assert svc.name == "model-server" and set(svc.depends_on) == {"mlflow", "keycloak"}
     asked: list[str] = []
 
     def get(url: str, **kwargs: object) -> httpx.Response:

@@ -9,18 +9,25 @@ end-to-end tests.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+# The Airflow steps (the tests use them too) come from the platform's Airflow client.
+from skiff import airflow_api
+from skiff.airflow_api import AirflowError as AirflowError
+from skiff.airflow_api import trigger as trigger
+from skiff.airflow_api import wait_for_dag as wait_for_dag
+from skiff.airflow_api import wait_run as wait_run
+from skiff.airflow_api import xcom as xcom
 from skiff.native.context import Context
-from skiff.services import airflow, mlflow
+from skiff.services import airflow as airflow
+from skiff.services import mlflow
 
 TRAINING_DAG = "bracelet_training"
-TERMINAL = {"success", "failed"}
 
 
 class DemoError(RuntimeError):
@@ -28,56 +35,8 @@ class DemoError(RuntimeError):
 
 
 def airflow_client(ctx: Context) -> httpx.Client:
-    s = ctx.settings
-    token = airflow.api_token(airflow.base_url(ctx), s.airflow_admin_user,
-                              s.airflow_admin_password.get_secret_value(), timeout=30)
-    return httpx.Client(base_url=f"{airflow.base_url(ctx)}/api/v2",
-                        headers={"Authorization": f"Bearer {token}"}, timeout=30)
-
-
-def wait_for_dag(api: httpx.Client, dag_id: str, timeout: float = 180) -> None:
-    """Until the DAG processor has parsed ``dag_id``."""
-    deadline = time.monotonic() + timeout
-    while api.get(f"/dags/{dag_id}").status_code == 404:
-        if time.monotonic() > deadline:
-            raise DemoError(f"DAG {dag_id} not found after {timeout:.0f}s: "
-                            "see `skiff logs airflow-dag-processor`")
-        time.sleep(1)
-
-
-def trigger(api: httpx.Client, dag_id: str, conf: dict[str, Any] | None = None,
-            run_id: str | None = None) -> str:
-    wait_for_dag(api, dag_id)
-    api.patch(f"/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
-    body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
-    if run_id:
-        body["dag_run_id"] = run_id
-    resp = api.post(f"/dags/{dag_id}/dagRuns", json=body)
-    if resp.status_code not in (200, 201):
-        raise DemoError(f"triggering {dag_id} failed: HTTP {resp.status_code} {resp.text[:300]}")
-    return str(resp.json()["dag_run_id"])
-
-
-def wait_run(api: httpx.Client, dag_id: str, run_id: str, timeout: float = 900,
-             on_tick: Callable[[str, dict[str, str]], None] = lambda s, t: None) -> str:
-    """Poll a DAG run until it ends; returns its final state."""
-    deadline = time.monotonic() + timeout
-    while True:
-        state = api.get(f"/dags/{dag_id}/dagRuns/{run_id}").json()["state"]
-        tasks = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
-        on_tick(state, {t["task_id"]: t["state"] or "queued" for t in tasks})
-        if state in TERMINAL:
-            return str(state)
-        if time.monotonic() > deadline:
-            raise DemoError(f"{dag_id} run {run_id} still {state} after {timeout:.0f}s")
-        time.sleep(2)
-
-
-def xcom(api: httpx.Client, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
-    """The return value of one task of a DAG run."""
-    resp = api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
-    resp.raise_for_status()
-    return dict(resp.json()["value"])
+    """Airflow's REST API v2 as the realm's platform admin (PLATFORM_ADMIN_USER in .env)."""
+    return airflow_api.client(ctx)
 
 
 def mlflow_get(ctx: Context, path: str, **params: Any) -> dict[str, Any]:

@@ -79,7 +79,10 @@ async def _one(client: httpx.AsyncClient, record: dict, truth: int, report: Repo
 
 async def run(base_url: str, site: str, rate: float, duration: float, *, send_labels: bool = True,
               max_in_flight: int = 64, seed: int = 0, headers: dict[str, str] | None = None,
+              auth: httpx.Auth | None = None,
               on_tick: Callable[[Report], None] = lambda r: None) -> Report:
+    """Send ``rate`` requests a second for ``duration`` seconds; ``auth`` signs them
+    (the model API wants a device token: ``skiff.keycloak.DeviceAuth``)."""
     rows = load_raw([site])
     rng = random.Random(seed)
     rng.shuffle(rows)
@@ -89,7 +92,7 @@ async def run(base_url: str, site: str, rate: float, duration: float, *, send_la
     total = int(rate * duration)
     limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits,
-                                 headers=headers) as client:
+                                 headers=headers, auth=auth) as client:
         t0 = time.perf_counter()
         tasks = []
         for i in range(total):

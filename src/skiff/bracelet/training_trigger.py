@@ -12,6 +12,10 @@ parameter, refused by the DAG's Params) is logged with its reason and committed.
 Anything else (Airflow down, DAG not parsed yet) is retried, with backoff, from
 the same offset: nothing is skipped. See docs/decisions/0004-dynamic-training.md.
 
+It calls Airflow as its own realm user (``TRAINING_TRIGGER_USER``, role citizen:
+it may trigger runs and read them, nothing more), created by the airflow
+service's bootstrap; see :mod:`skiff.airflow_api` for the tokens.
+
 Run it as ``python -m skiff.bracelet.training_trigger`` (the ``training-trigger``
 native program). Once it holds partitions it rewrites a heartbeat file every
 second; the service's readiness probe reads it.
@@ -96,31 +100,31 @@ def parse(value: bytes | None) -> dict[str, Any]:
 
 @dataclass
 class Airflow:
-    """Triggers DAG runs through REST API v2, renewing its token when it expires."""
+    """Triggers DAG runs through REST API v2 as one realm user (tokens renewed as they expire)."""
 
     base_url: str
     user: str
     password: str
     timeout: float = 30.0
-    _token: str | None = None
 
-    def _headers(self, renew: bool = False) -> dict[str, str]:
-        from skiff.services.airflow import api_token
+    def __post_init__(self) -> None:
+        from skiff.airflow_api import TokenAuth
 
-        if renew or self._token is None:
-            self._token = api_token(self.base_url, self.user, self.password, timeout=self.timeout)
-        return {"Authorization": f"Bearer {self._token}"}
+        self._http = httpx.Client(auth=TokenAuth(self.base_url, self.user, self.password, self.timeout),
+                                  timeout=self.timeout)
 
     def trigger(self, dag_id: str, dag_run_id: str, conf: dict[str, Any]) -> str:
         """"triggered" or "duplicate"; raises :class:`Invalid` or :class:`Retry`."""
+        from skiff.airflow_api import AirflowError
+
         url = f"{self.base_url.rstrip('/')}/api/v2/dags/{dag_id}/dagRuns"
         body = {"dag_run_id": dag_run_id, "logical_date": None, "conf": conf}
         try:
-            resp = httpx.post(url, json=body, headers=self._headers(), timeout=self.timeout)
-            if resp.status_code == 401:
-                resp = httpx.post(url, json=body, headers=self._headers(renew=True), timeout=self.timeout)
+            resp = self._http.post(url, json=body)
         except httpx.HTTPError as exc:
             raise Retry(f"Airflow unreachable: {type(exc).__name__}: {exc}") from exc
+        except AirflowError as exc:  # no token: Keycloak refused the password, or was down
+            raise Retry(str(exc)) from exc
         if resp.status_code in (200, 201):
             return "triggered"
         if resp.status_code == 409:
@@ -128,6 +132,10 @@ class Airflow:
         detail = _detail(resp)
         if resp.status_code in (400, 422) and not _not_the_requests_fault(detail):
             raise Invalid(f"Airflow refused the conf (HTTP {resp.status_code}): {detail}")
+        if resp.status_code == 403:
+            # Not the request's fault either: the user's role, fixed in Keycloak, cures it.
+            detail = (f"{self.user!r} may not trigger {dag_id} (its realm role must be citizen or "
+                      f"above; `skiff bootstrap airflow` sets it): {detail}")
         raise Retry(f"HTTP {resp.status_code}: {detail}")
 
 
@@ -236,8 +244,8 @@ class Trigger:
             self.sleep(self.backoff)
 
     def run(self) -> None:
-        log.info("consuming %s as group %s; triggering %s at %s", TOPIC, GROUP, DAG_ID,
-                 self.airflow.base_url)
+        log.info("consuming %s as group %s; triggering %s at %s as %s", TOPIC, GROUP, DAG_ID,
+                 self.airflow.base_url, self.airflow.user)
         try:
             while not self.stopping:
                 self.poll_once()
@@ -269,8 +277,8 @@ def main() -> int:
         max_poll_records=10,
     )
     heartbeat = Heartbeat(heartbeat_path(ctx.state))
-    trigger = Trigger(consumer, Airflow(airflow.base_url(ctx), s.airflow_admin_user,
-                                        s.airflow_admin_password.get_secret_value()), heartbeat)
+    trigger = Trigger(consumer, Airflow(airflow.base_url(ctx), s.training_trigger_user,
+                                        s.training_trigger_password.get_secret_value()), heartbeat)
 
     def stop(signum: int, _frame: Any) -> None:
         log.info("signal %d: finishing the current message, then stopping", signum)

@@ -1,4 +1,4 @@
-"""Idempotent installs into the cache: Maven jars, Go binaries, Python venvs.
+"""Idempotent installs into the cache: Maven jars and files, Go binaries, Python venvs.
 
 Each install writes a stamp file last, so an interrupted install is redone and
 a finished one is skipped. Progress goes to the console through ``step``.
@@ -6,6 +6,8 @@ a finished one is skipped. Progress goes to the console through ``step``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.markup import escape
 
@@ -82,17 +85,68 @@ def maven_jars(component: str, pom: Path, dest: Path, properties: dict[str, str]
     return dest / "libs"
 
 
-def go_binary(component: str, package: str, version: str, dest: Path, binary: str) -> Path:
-    """``go install package@version`` with GOBIN in the cache."""
+def go_binary(component: str, package: str, version: str, dest: Path, binary: str, *,
+              module: str | None = None, ldflags: str = "") -> Path:
+    """Build a Go program from the Go module proxy into ``dest/bin/binary``.
+
+    Without ``module``: ``go install package@version``. Modules whose go.mod has
+    ``replace`` directives refuse that (Traefik's does), so for those ``module`` is
+    named: its source is fetched with ``go mod download``, copied to a writable
+    folder and built there against its own go.mod, ``package`` being the path
+    inside the module (``./cmd/traefik``). ``ldflags`` go to the linker (version
+    stamps, stripping).
+    """
     target = dest / "bin" / binary
     if is_installed(dest) and target.exists():
         return target
-    step(component, f"building {package}@{version} from the Go module proxy (a few minutes)")
+    what = f"{module or package}@{version}"
+    step(component, f"building {what} from the Go module proxy (a few minutes)")
     dest.mkdir(parents=True, exist_ok=True)
-    run(component, ["go", "install", "-v", f"{package}@{version}"],
-        env={"GOBIN": str(dest / "bin")}, log=dest / "install.log")
+    flags = ["-ldflags", ldflags] if ldflags else []
+    if module is None:
+        run(component, ["go", "install", "-v", *flags, f"{package}@{version}"],
+            env={"GOBIN": str(dest / "bin")}, log=dest / "install.log")
+    else:
+        source = go_module_source(component, module, version)
+        build = dest / "src"
+        shutil.rmtree(build, ignore_errors=True)
+        step(component, f"compiling {package} of {what} (the first build takes minutes)")
+        try:
+            _writable_copy(source, build)
+            # -trimpath: the temporary folder's path stays out of the binary.
+            run(component, ["go", "build", "-v", "-trimpath", *flags, "-o", str(target), package],
+                cwd=build, log=dest / "install.log")
+        finally:
+            # The sources stay in Go's module cache; the copy is only for the build.
+            shutil.rmtree(build, ignore_errors=True)
     mark_installed(dest)
     return target
+
+
+def go_module_source(component: str, module: str, version: str) -> Path:
+    """The folder of ``module@version`` in Go's module cache (downloaded if needed)."""
+    if shutil.which("go") is None:
+        raise InstallError(f"{component}: `go` is not installed (needed to build {module})")
+    done = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"],
+                          capture_output=True, text=True, check=False)
+    try:
+        info = json.loads(done.stdout or "{}")
+    except json.JSONDecodeError:
+        info = {}
+    # On failure the JSON carries an "Error" (e.g. the proxy's 403 for a withdrawn version).
+    if done.returncode != 0 or "Dir" not in info:
+        why = info.get("Error") or done.stderr.strip()[-2000:] or f"exit {done.returncode}"
+        raise InstallError(f"{component}: `go mod download {module}@{version}` failed: {why}")
+    return Path(info["Dir"])
+
+
+def _writable_copy(source: Path, dest: Path) -> None:
+    # Go's module cache is read-only (files 0444, folders 0555): copy contents, not modes.
+    for folder, _dirs, files in os.walk(source):
+        here = dest / Path(folder).relative_to(source)
+        here.mkdir(parents=True, exist_ok=True)
+        for name in files:
+            shutil.copyfile(Path(folder) / name, here / name, follow_symlinks=False)
 
 
 def venv(component: str, dest: Path, requirements: Path, python: str = sys.executable) -> Path:
@@ -111,4 +165,50 @@ def venv(component: str, dest: Path, requirements: Path, python: str = sys.execu
     run(component, [str(dest / "bin/python"), "-m", "pip", "install", "-r", str(requirements)],
         log=dest / "install.log")
     stamp.write_text(wanted)
+    return dest
+
+
+def download(component: str, url: str, dest: Path, *, sha1_url: str | None = None) -> Path:
+    """Fetch ``url`` to ``dest`` once (kept in the cache), checked against ``sha1_url``.
+
+    Maven Central publishes a ``.sha1`` next to every file; a mismatch removes the
+    partial file and fails rather than installing something truncated.
+    """
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".part")
+    step(component, f"downloading {url}")
+    digest = hashlib.sha1(usedforsecurity=False)
+    t0 = time.monotonic()
+    try:
+        with console.status(f"{component}: downloading") as status, httpx.stream(
+            "GET", url, follow_redirects=True, timeout=60,
+        ) as resp:
+            resp.raise_for_status()
+            total = int(resp.headers.get("content-length", 0))
+            done = 0
+            with partial.open("wb") as out:
+                for chunk in resp.iter_bytes(1 << 20):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    share = f"{100 * done / total:3.0f}% of {total >> 20} MiB" if total else \
+                        f"{done >> 20} MiB"
+                    status.update(f"[cyan]{component}[/] {time.monotonic() - t0:4.0f}s  {share}")
+        if sha1_url:
+            expected = httpx.get(sha1_url, follow_redirects=True, timeout=30)
+            expected.raise_for_status()
+            # The file may hold "<hash>  <name>"; the hash is the first word.
+            wanted = expected.text.split()[0].strip().lower()
+            if digest.hexdigest() != wanted:
+                raise InstallError(f"{component}: {url} has SHA-1 {digest.hexdigest()}, "
+                                   f"Maven Central says {wanted}")
+    except httpx.HTTPError as exc:
+        partial.unlink(missing_ok=True)
+        raise InstallError(f"{component}: downloading {url} failed: {exc}") from exc
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.rename(dest)
     return dest

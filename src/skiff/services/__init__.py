@@ -7,7 +7,9 @@ from skiff.services import (
     airflow,
     cassandra,
     ingest,
+    jupyterhub,
     kafka,
+    keycloak,
     mlflow,
     model_server,
     postgres,
@@ -19,6 +21,7 @@ REGISTRY: dict[str, Service] = {
     svc.name: svc
     for svc in (
         postgres.SERVICE,
+        keycloak.SERVICE,
         s3.SERVICE,
         kafka.SERVICE,
         cassandra.SERVICE,
@@ -27,6 +30,7 @@ REGISTRY: dict[str, Service] = {
         ingest.SERVICE,
         airflow.SERVICE,
         training_trigger.SERVICE,
+        jupyterhub.SERVICE,
     )
 }
 

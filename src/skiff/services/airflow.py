@@ -5,14 +5,17 @@ image's pins), with LocalExecutor, on the ``airflow`` database of our PostgreSQL
 Settings shared with Compose live in ``compose/airflow/airflow.env``; the
 host-dependent ones (database URL, folders, URLs, secrets) are built here.
 
-Authentication is Airflow 3's SimpleAuthManager with one admin user whose
-password we write from ``.env`` into its JSON passwords file, so Airflow never
-generates one.
+Authentication and authorization are Keycloak's (docs/decisions/0008-airflow-keycloak.md):
+the provider's Keycloak auth manager logs people in through the realm and asks
+Keycloak's Authorization Services about every request; ``bootstrap`` writes what
+each realm role may do (:mod:`skiff.airflow_authz`) and the training trigger's
+own user. Airflow is served under ``/airflow``, behind Traefik at
+``{public_url}/airflow`` and at ``http://{host}:{port}/airflow`` for the
+platform's own clients (Starlette strips the root path from either).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -27,6 +30,10 @@ from skiff.native.spec import NotReady, Program, Service
 from skiff.services import mlflow
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+# The path Airflow is served under, publicly (Traefik routes it unchanged) and internally.
+PATH = "/airflow"
+# Where the Elyra runtime writes the DAGs of submitted pipelines (inside the DAGs folder).
+PIPELINES = "pipelines"
 # The parts of GET /api/v2/monitor/health that must say "healthy".
 HEALTH_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
 
@@ -52,13 +59,19 @@ def install(ctx: Context) -> None:
                                    "-e", str(ctx.root)], log=venv(ctx) / "install-skiff.log")
 
 
-def passwords_file(ctx: Context) -> Path:
-    return ctx.conf_dir("airflow") / "simple_auth_manager_passwords.json"
-
-
 def base_url(ctx: Context) -> str:
+    """The API server for the platform's own clients and probes (REST API, /auth/token)."""
     s = ctx.settings
-    return f"http://{s.host('airflow')}:{s.airflow_port}"
+    return f"http://{s.host('airflow')}:{s.airflow_port}{PATH}"
+
+
+def public_url(ctx: Context) -> str:
+    """Where people open Airflow: through Traefik, logging in with Keycloak."""
+    return f"{ctx.settings.public_url}{PATH}"
+
+
+def dags_folder(ctx: Context) -> Path:
+    return ctx.root / "dags"
 
 
 def database_url(ctx: Context) -> str:
@@ -74,16 +87,21 @@ def airflow_env(ctx: Context) -> dict[str, str]:
     env.update({
         "AIRFLOW_HOME": str(ctx.data_dir("airflow")),
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url(ctx),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ctx.root / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder(ctx)),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ctx.root / "plugins"),
         "AIRFLOW__CORE__PARALLELISM": str(s.airflow_parallelism),
         "AIRFLOW__CORE__FERNET_KEY": s.airflow_fernet_key.get_secret_value(),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{s.airflow_admin_user}:admin",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(ctx)),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url(ctx)}/execution/",
         "AIRFLOW__API__HOST": s.bind_host,
         "AIRFLOW__API__PORT": str(s.airflow_port),
-        "AIRFLOW__API__BASE_URL": base_url(ctx),
+        # The public address: login redirects, cookies' path and the UI's links use it.
+        "AIRFLOW__API__BASE_URL": public_url(ctx),
+        # Back-channel calls (tokens, userinfo, permission checks) go to Keycloak's
+        # internal address; the login redirect takes the browser to the public one,
+        # which is what the realm's discovery document names (hostname v2).
+        "AIRFLOW__KEYCLOAK_AUTH_MANAGER__SERVER_URL": s.keycloak_internal_url,
+        "AIRFLOW__KEYCLOAK_AUTH_MANAGER__REALM": s.keycloak_realm,
+        "AIRFLOW__KEYCLOAK_AUTH_MANAGER__CLIENT_SECRET": s.airflow_client_secret.get_secret_value(),
         "AIRFLOW__API__SECRET_KEY": s.airflow_api_secret_key.get_secret_value(),
         "AIRFLOW__API_AUTH__JWT_SECRET": s.airflow_jwt_secret.get_secret_value(),
     })
@@ -113,21 +131,12 @@ def task_env(ctx: Context) -> dict[str, str]:
     }
 
 
-def write_passwords(ctx: Context) -> Path:
-    """SimpleAuthManager's passwords file, {"user": "password"}, from .env (mode 0600)."""
-    s = ctx.settings
-    path = passwords_file(ctx)
-    content = json.dumps({s.airflow_admin_user: s.airflow_admin_password.get_secret_value()})
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(content + "\n")
-    os.chmod(path, 0o600)
-    return path
-
-
 def prepare(ctx: Context) -> None:
-    """Write the passwords file and bring the database schema up to date (idempotent)."""
-    write_passwords(ctx)
+    """Bring the database schema up to date (idempotent)."""
+    # The folder the Elyra runtime writes pipelines' DAGs to; Airflow walks into it.
+    (dags_folder(ctx) / PIPELINES).mkdir(parents=True, exist_ok=True)
+    # SimpleAuthManager's passwords file, from before single sign-on: a secret nothing reads.
+    (ctx.conf_dir("airflow") / "simple_auth_manager_passwords.json").unlink(missing_ok=True)
     log = ctx.log_dir / "airflow-db-migrate.log"
     done = subprocess.run(
         [str(airflow_bin(ctx)), "db", "migrate"],
@@ -146,7 +155,10 @@ def programs(ctx: Context) -> list[Program]:
     home = ctx.data_dir("airflow")
     # All components share one host, so the API server reads task logs from
     # AIRFLOW_HOME/logs itself: no log-serving subprocesses (they bind 0.0.0.0).
-    extra = {"scheduler": ["--skip-serve-logs"], "triggerer": ["--skip-serve-logs"]}
+    # Behind Traefik: X-Forwarded-Proto makes the login's cookies Secure (uvicorn
+    # trusts it from 127.0.0.1 only, where Traefik connects from).
+    extra = {"scheduler": ["--skip-serve-logs"], "triggerer": ["--skip-serve-logs"],
+             "api-server": ["--proxy-headers"]}
     return [
         Program(
             name=f"airflow-{component}",
@@ -180,15 +192,29 @@ def ready(ctx: Context) -> None:
         raise NotReady("not healthy yet: " + ", ".join(unhealthy))
 
 
-def api_token(base_url: str, user: str, password: str, timeout: float = 10.0) -> str:
-    """A JWT for REST API v2 from SimpleAuthManager (``POST /auth/token``).
+def bootstrap(ctx: Context) -> None:
+    """What each realm role may do in Airflow, and the training trigger's user (idempotent)."""
+    # Imported here: the CLI's other commands need not load python-keycloak.
+    from keycloak.exceptions import KeycloakError
 
-    Send it as ``Authorization: Bearer <token>``.
-    """
-    response = httpx.post(f"{base_url.rstrip('/')}/auth/token",
-                          json={"username": user, "password": password}, timeout=timeout)
-    response.raise_for_status()
-    return response.json()["access_token"]
+    from skiff import airflow_authz
+    from skiff import keycloak as kc
+
+    s = ctx.settings
+    try:
+        admin = kc.admin_client(s)
+        report = airflow_authz.converge(admin)
+        installing.step("airflow", f"Keycloak authorization of client {airflow_authz.CLIENT_ID!r}: "
+                                   f"{report.summary()}")
+        outcome = airflow_authz.ensure_service_user(
+            admin, s, s.training_trigger_user, s.training_trigger_password.get_secret_value(),
+            airflow_authz.TRAINING_TRIGGER_ROLE)
+        if outcome == "created":
+            installing.step("airflow", f"created the training trigger's user {s.training_trigger_user!r} "
+                                       f"(role {airflow_authz.TRAINING_TRIGGER_ROLE})")
+    except KeycloakError as exc:
+        raise RuntimeError(f"airflow: bootstrap of its Keycloak authorization failed: "
+                           f"{kc.describe(exc)}") from exc
 
 
 def url(ctx: Context) -> str:
@@ -206,8 +232,9 @@ SERVICE = Service(
     ready=ready,
     url=url,
     ports=ports,
-    depends_on=("postgres",),
+    depends_on=("postgres", "keycloak"),
     install=install,
     prepare=prepare,
+    bootstrap=bootstrap,
     start_timeout=240.0,
 )

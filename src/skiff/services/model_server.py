@@ -3,7 +3,8 @@
 It serves whatever version ``MODEL_NAME@MODEL_ALIAS`` points to in MLflow and
 picks up a new one within ``MODEL_REFRESH_SECONDS``, so it starts (and is
 healthy) before any model exists: readiness is ``/healthz``; ``/readyz`` says
-whether a model is loaded. Predictions are captured through a spool on disk
+whether a model is loaded. Its API takes only Keycloak bearer tokens with the
+``model-api`` audience (devices: client credentials of ``DEVICE_CLIENT_ID``). Predictions are captured through a spool on disk
 (``data/model-server/spool``) that a background thread publishes to Kafka.
 """
 
@@ -16,7 +17,7 @@ from skiff.native import installing
 from skiff.native.context import Context
 from skiff.native.probes import http_ok
 from skiff.native.spec import Program, Service
-from skiff.services import kafka, mlflow
+from skiff.services import kafka, keycloak, mlflow
 
 NAME = "model-server"
 WORKERS = 2
@@ -65,6 +66,11 @@ def env(ctx: Context) -> dict[str, str]:
         "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers(ctx),
         "CAPTURE_SPOOL_DIR": str(spool_dir(ctx)),
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir(ctx)),
+        # Only Keycloak's tokens for the model API (serving/model_server/auth.py): the
+        # public issuer, keys fetched at the internal address.
+        "AUTH_ISSUER": s.keycloak_issuer,
+        "AUTH_JWKS_URL": keycloak.jwks_url(ctx),
+        "AUTH_AUDIENCE": keycloak.MODEL_API_AUDIENCE,
     }
 
 
@@ -98,7 +104,8 @@ SERVICE = Service(
     url=url,
     ports=lambda ctx: [ctx.settings.model_server_port],
     # Not on Kafka: the outbox keeps answering and spooling while Kafka is away.
-    depends_on=("mlflow",),
+    # On Keycloak: every prediction needs its keys to check the caller's token.
+    depends_on=("mlflow", "keycloak"),
     install=install,
     prepare=prepare,
     start_timeout=60,

@@ -1,4 +1,4 @@
-"""PostgreSQL: the metadata database of Airflow and MLflow.
+"""PostgreSQL: the metadata database of Airflow, MLflow and Keycloak.
 
 Natively it is Debian's ``postgresql-$POSTGRES_VERSION`` run from a data folder of
 our own (never the system cluster). PostgreSQL refuses to run as root, so when
@@ -21,7 +21,7 @@ from skiff.native.context import Context
 from skiff.native.spec import NotReady, Program, Service
 
 # Role and database per client; the password setting is named <role>_db_password.
-DATABASES = ("mlflow", "airflow")
+DATABASES = ("mlflow", "airflow", "keycloak")
 
 
 def bin_dir(ctx: Context) -> Path:
@@ -147,7 +147,7 @@ def url(ctx: Context) -> str:
 
 SERVICE = Service(
     name="postgres",
-    description="PostgreSQL: metadata of Airflow and MLflow",
+    description="PostgreSQL: metadata of Airflow, MLflow and Keycloak",
     programs=programs,
     ready=ready,
     url=url,

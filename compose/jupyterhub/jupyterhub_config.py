@@ -1,0 +1,232 @@
+"""JupyterHub's configuration, shared by native mode and Compose.
+
+Everything that differs between the two comes from the environment, which
+src/skiff/services/jupyterhub.py (native) and docker-compose.yml (Compose) set:
+the addresses, the secrets, and JUPYTERHUB_SPAWNER, which picks a local-process
+spawner (native) or DockerSpawner (Compose).
+
+People log in through Keycloak (realm roles decide who gets a notebook server),
+the proxy is configurable-http-proxy run as its own program (native) or
+container (Compose), and the hub keeps its state in SQLite in its data folder:
+users and their servers are recreated from Keycloak and the spawner, so there is
+nothing worth a database server of its own.
+
+This file is plain Python without JupyterHub imports, so the unit tests load it
+with a bare traitlets ``Config`` (tests/unit/test_jupyterhub_config.py).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+# Realm roles (compose/keycloak/realm-skiff.json) that get a notebook server;
+# citizens run pipelines from the portal and viewers only look, so neither has one.
+NOTEBOOK_ROLES = ("admin", "data-engineer", "data-scientist")
+ADMIN_ROLES = ("admin",)
+PLATFORM_ROLES = ("admin", "data-engineer", "data-scientist", "citizen", "viewer")
+# Variables named WORKSPACE_ENV_<NAME> reach every user's server as <NAME>
+# (MLflow, S3...): the same mechanism in both modes, set by whoever starts the hub.
+WORKSPACE_ENV_PREFIX = "WORKSPACE_ENV_"
+REFUSED = (
+    "Your account has no notebook workspace: notebooks are for the roles "
+    f"{', '.join(NOTEBOOK_ROLES)}. Ask a platform administrator for one of them "
+    "(skiff users add NAME --role ROLE); pipelines and dashboards stay open to you "
+    "from the platform's home page."
+)
+
+
+def env(name: str, default: str | None = None) -> str:
+    """A setting from the environment; a clear error when a required one is missing."""
+    value = os.environ.get(name, "")
+    if value:
+        return value
+    if default is None:
+        raise RuntimeError(f"jupyterhub_config.py: environment variable {name} is not set")
+    return default
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The claims of a JWT, without checking its signature.
+
+    Only used on tokens the hub itself just received from Keycloak's token
+    endpoint on the back channel, the same trust as the userinfo answer.
+    """
+    try:
+        payload = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError) as exc:
+        raise ValueError(f"the access token from Keycloak is not a JWT: {exc}") from None
+
+
+def add_keycloak_claims(authenticator: Any, auth_state: dict[str, Any]) -> dict[str, Any]:
+    """Keep the realm roles and teams of the access token in auth_state.
+
+    Keycloak puts realm roles in the access token (``realm_access.roles``), not in
+    the userinfo answer, so they are read from there; teams come from ``groups``.
+    """
+    claims = jwt_claims(auth_state["access_token"])
+    auth_state["realm_roles"] = sorted((claims.get("realm_access") or {}).get("roles", []))
+    auth_state["teams"] = sorted(claims.get("groups") or auth_state["oauth_user"].get("groups") or [])
+    return auth_state
+
+
+def hub_groups(auth_state: dict[str, Any]) -> list[str]:
+    """The user's JupyterHub groups: their platform roles (not Keycloak's built-in ones)."""
+    return [role for role in auth_state.get("realm_roles", []) if role in PLATFORM_ROLES]
+
+
+def seed_home(template: Path, home: Path) -> bool:
+    """Give a new user's home the example workspace; an existing home is left alone."""
+    if home.exists():
+        return False
+    home.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(template, home)
+    return True
+
+
+def spawn_env_from(environ: dict[str, str]) -> dict[str, str]:
+    """The users' servers' environment: WORKSPACE_ENV_<NAME> variables, prefix removed."""
+    return {k[len(WORKSPACE_ENV_PREFIX):]: v for k, v in environ.items()
+            if k.startswith(WORKSPACE_ENV_PREFIX) and len(k) > len(WORKSPACE_ENV_PREFIX)}
+
+
+def user_name_env(spawner: Any) -> str:
+    return spawner.user.name
+
+
+c = get_config()  # type: ignore[name-defined]  # noqa: F821 - provided by JupyterHub
+
+# --- Where the hub lives ------------------------------------------------------
+public_url = env("PUBLIC_URL").rstrip("/")
+data_dir = Path(env("JUPYTERHUB_DATA_DIR"))
+# The proxy's public side; its path is the hub's base_url (/jupyter/), the prefix
+# Traefik routes here without stripping it.
+c.JupyterHub.bind_url = env("JUPYTERHUB_BIND_URL")
+c.JupyterHub.hub_bind_url = env("JUPYTERHUB_HUB_BIND_URL")
+if os.environ.get("JUPYTERHUB_HUB_CONNECT_URL"):
+    # Compose: users' containers reach the hub by its service name.
+    c.JupyterHub.hub_connect_url = env("JUPYTERHUB_HUB_CONNECT_URL")
+# Absolute URLs (redirects, links) use the public address, never what a request
+# behind Traefik looks like (http, loopback port).
+c.JupyterHub.public_url = f"{public_url}/jupyter/"
+c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
+
+# The proxy runs on its own (a supervised program or a container) and outlives
+# hub restarts, so users' open notebooks keep working while the hub restarts.
+c.ConfigurableHTTPProxy.should_start = False
+c.ConfigurableHTTPProxy.api_url = env("CONFIGPROXY_API_URL")
+c.ConfigurableHTTPProxy.auth_token = env("CONFIGPROXY_AUTH_TOKEN")
+
+# --- Login: Keycloak ----------------------------------------------------------
+# Browsers go to Keycloak's public address; the hub's own calls (token, userinfo)
+# go to the internal one. Tokens carry the public issuer either way, and the hub
+# only sends them back to Keycloak, so there is no issuer to mismatch.
+issuer = env("KEYCLOAK_ISSUER").rstrip("/")
+internal_realm = f"{env('KEYCLOAK_INTERNAL_URL').rstrip('/')}/realms/{env('KEYCLOAK_REALM', 'skiff')}"
+c.JupyterHub.authenticator_class = "keycloak_authenticator.KeycloakAuthenticator"
+sys.path.insert(0, str(HERE))  # keycloak_authenticator.py lives next to this file
+auth = c.GenericOAuthenticator
+auth.login_service = "Skiff (Keycloak)"
+auth.client_id = env("OAUTH_CLIENT_ID", "jupyterhub")
+auth.client_secret = env("OAUTH_CLIENT_SECRET")
+auth.authorize_url = f"{issuer}/protocol/openid-connect/auth"
+auth.token_url = f"{internal_realm}/protocol/openid-connect/token"
+auth.userdata_url = f"{internal_realm}/protocol/openid-connect/userinfo"
+auth.oauth_callback_url = f"{public_url}/jupyter/hub/oauth_callback"
+auth.scope = ["openid", "profile", "email"]
+auth.username_claim = "preferred_username"
+auth.modify_auth_state_hook = add_keycloak_claims
+# Realm roles become JupyterHub groups; they decide who may log in and who is admin.
+auth.manage_groups = True
+auth.auth_state_groups_key = hub_groups
+auth.allowed_groups = set(NOTEBOOK_ROLES)
+auth.admin_groups = set(ADMIN_ROLES)
+auth.custom_403_message = REFUSED
+# Logging out of the hub ends the Keycloak session too (keycloak_authenticator.py).
+c.KeycloakAuthenticator.end_session_url = f"{issuer}/protocol/openid-connect/logout"
+c.KeycloakAuthenticator.post_logout_redirect_url = f"{public_url}/"
+# One login for the whole platform: no hub login page, straight to Keycloak.
+c.Authenticator.auto_login = True
+# Tokens are kept (encrypted with JUPYTERHUB_CRYPT_KEY) and checked with Keycloak
+# again every AUTH_REFRESH_AGE seconds and before each spawn: once the Keycloak
+# session ends (logout, disabled account), the next check fails and the user must
+# log in again. Strict: token-authenticated requests (the user's server checking
+# its visitor with the hub) fail too instead of riding on stale auth.
+c.Authenticator.enable_auth_state = True
+c.Authenticator.auth_refresh_age = int(env("JUPYTERHUB_AUTH_REFRESH_AGE", "30"))
+c.Authenticator.refresh_pre_spawn = True
+c.Authenticator.auth_refresh_strict = True
+
+# --- The users' servers -------------------------------------------------------
+spawner_kind = env("JUPYTERHUB_SPAWNER", "local")
+workspace_env = spawn_env_from(dict(os.environ))
+c.Spawner.environment = {
+    **workspace_env,
+    # Who runs the notebook: MLflow's run user (it reads LOGNAME) and the platform's own.
+    "SKIFF_USER": user_name_env,
+    "LOGNAME": user_name_env,
+}
+c.Spawner.default_url = "/lab"
+# The user's server checks its visitors with the hub at least this often, so a
+# Keycloak logout reaches open notebook tabs within about two refresh periods.
+c.Spawner.args = [f"--HubOAuth.cache_max_age={c.Authenticator.auth_refresh_age}"]
+c.Spawner.http_timeout = 120
+c.Spawner.start_timeout = 180
+
+if spawner_kind == "local":
+    # No system accounts: each user's server is a process of the hub's own user,
+    # with its own home. Fine for one trusted machine; Compose isolates users in
+    # containers.
+    users_dir = data_dir / "users"
+    template = Path(env("JUPYTERHUB_USER_WORKSPACE"))
+    c.JupyterHub.spawner_class = "simple"
+    c.SimpleLocalProcessSpawner.home_dir_template = str(users_dir / "{username}")
+    c.Spawner.cmd = [env("JUPYTERHUB_SINGLEUSER_CMD")]
+    if os.geteuid() == 0:
+        # jupyter-server refuses root unless told; containers and CI run as root.
+        c.Spawner.args = [*c.Spawner.args, "--allow-root"]
+    # supervisord finds a stopped hub's stray servers by these (skiff down jupyterhub).
+    c.Spawner.env_keep = ["PATH", "LANG", "LC_ALL", "SUPERVISOR_PROCESS_NAME",
+                          "SUPERVISOR_SERVER_URL"]
+
+    def pre_spawn(spawner: Any) -> None:
+        if seed_home(template, users_dir / spawner.user.name):
+            spawner.log.info("Seeded %s's home from %s", spawner.user.name, template)
+
+    c.Spawner.pre_spawn_hook = pre_spawn
+elif spawner_kind == "docker":
+    # One container per user from the workspace image, on the Compose network, with
+    # a named volume as home. Docker fills a new volume with what the image holds
+    # at that path, which is how the example workspace reaches a new user.
+    c.JupyterHub.spawner_class = "docker"
+    c.DockerSpawner.image = env("DOCKER_WORKSPACE_IMAGE")
+    c.DockerSpawner.network_name = env("DOCKER_NETWORK_NAME")
+    home = env("DOCKER_WORKSPACE_HOME", "/home/jovyan")
+    c.DockerSpawner.notebook_dir = home
+    c.DockerSpawner.volumes = {"skiff-jupyter-{username}": home}
+    c.DockerSpawner.remove = True
+    c.DockerSpawner.cmd = ["jupyterhub-singleuser"]
+else:
+    raise RuntimeError(f"JUPYTERHUB_SPAWNER={spawner_kind!r}: expected 'local' or 'docker'")
+
+# --- Idle servers -------------------------------------------------------------
+cull_after = int(env("JUPYTERHUB_CULL_IDLE_SECONDS", "3600"))
+if cull_after > 0:
+    c.JupyterHub.services = [{
+        "name": "idle-culler",
+        "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={cull_after}"],
+    }]
+    c.JupyterHub.load_roles = [{
+        "name": "idle-culler",
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+        "services": ["idle-culler"],
+    }]

@@ -1,0 +1,139 @@
+"""Server-side sessions in SQLite, shared by the portal's gunicorn workers.
+
+The browser holds only a random token (cookie); the table holds an HMAC of it,
+so a copy of the database opens no session. Each row carries Keycloak's session
+id (``sid``): a back-channel logout names that sid and every row with it goes.
+Sessions end at the first of: idle for ``idle`` seconds, ``max_age`` after login,
+logout here, logout in Keycloak.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    sid        TEXT,
+    sub        TEXT NOT NULL,
+    username   TEXT NOT NULL,
+    email      TEXT NOT NULL DEFAULT '',
+    roles      TEXT NOT NULL DEFAULT '[]',
+    groups     TEXT NOT NULL DEFAULT '[]',
+    id_token   TEXT NOT NULL DEFAULT '',
+    created    REAL NOT NULL,
+    last_seen  REAL NOT NULL,
+    expires    REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_sid ON sessions (sid);
+CREATE INDEX IF NOT EXISTS sessions_sub ON sessions (sub);
+"""
+# Writing last_seen on every forward-auth check would make each MLflow request a
+# write; once a minute keeps the idle timeout right to the minute.
+TOUCH_EVERY = 60.0
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is signed in: what the landing page shows and forward-auth passes on."""
+
+    sub: str
+    username: str
+    email: str = ""
+    roles: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    sid: str | None = None
+    id_token: str = field(default="", repr=False)
+
+
+class SessionStore:
+    def __init__(self, path: Path, secret: str, idle: float, max_age: float,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self._key = hashlib.sha256(b"skiff-portal-session:" + secret.encode()).digest()
+        self.idle = idle
+        self.max_age = max_age
+        self.clock = clock
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Created owner-only: it holds ID tokens (the logout hint).
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        with self._db() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        # One short-lived connection per call: safe across gunicorn's threads and workers.
+        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def _hash(self, token: str) -> str:
+        return hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
+
+    def create(self, who: Identity) -> str:
+        """Store a session for ``who``; returns the token for the cookie."""
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        with self._db() as db:
+            db.execute("DELETE FROM sessions WHERE expires < ? OR last_seen < ?",
+                       (now, now - self.idle))
+            db.execute(
+                "INSERT INTO sessions (token_hash, sid, sub, username, email, roles, groups, id_token,"
+                " created, last_seen, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (self._hash(token), who.sid, who.sub, who.username, who.email,
+                 json.dumps(list(who.roles)), json.dumps(list(who.groups)), who.id_token,
+                 now, now, now + self.max_age))
+        return token
+
+    def get(self, token: str | None) -> Identity | None:
+        """The session's identity, or None if unknown, expired or idle too long."""
+        if not token:
+            return None
+        now = self.clock()
+        key = self._hash(token)
+        with self._db() as db:
+            row = db.execute(
+                "SELECT sid, sub, username, email, roles, groups, id_token, last_seen, expires"
+                " FROM sessions WHERE token_hash = ?", (key,)).fetchone()
+            if row is None:
+                return None
+            sid, sub, username, email, roles, groups, id_token, last_seen, expires = row
+            if now >= expires or now - last_seen >= self.idle:
+                db.execute("DELETE FROM sessions WHERE token_hash = ?", (key,))
+                return None
+            if now - last_seen >= TOUCH_EVERY:
+                db.execute("UPDATE sessions SET last_seen = ? WHERE token_hash = ?", (now, key))
+        return Identity(sub=sub, username=username, email=email, roles=tuple(json.loads(roles)),
+                        groups=tuple(json.loads(groups)), sid=sid, id_token=id_token)
+
+    def delete(self, token: str | None) -> None:
+        if token:
+            with self._db() as db:
+                db.execute("DELETE FROM sessions WHERE token_hash = ?", (self._hash(token),))
+
+    def end_keycloak_session(self, sid: str | None, sub: str | None) -> int:
+        """Drop the sessions of a Keycloak session (or, without sid, of a user); returns how many."""
+        with self._db() as db:
+            if sid:
+                return db.execute("DELETE FROM sessions WHERE sid = ?", (sid,)).rowcount
+            if sub:
+                return db.execute("DELETE FROM sessions WHERE sub = ?", (sub,)).rowcount
+        return 0
+
+    def count(self) -> int:
+        with self._db() as db:
+            return int(db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0])

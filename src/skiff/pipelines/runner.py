@@ -1,0 +1,227 @@
+"""Run one pipeline node: its files from S3, Papermill or Python, its outputs back to S3.
+
+This is the bootstrap Elyra's stock runtimes download into a container at run
+time; here it ships with the platform (the skiff package of the Airflow venv and
+image), so nothing is fetched from the internet. It runs on the Airflow workers
+(:func:`airflow_task`, what the generated DAGs call) and in exported Compose
+files (``python -m skiff.pipelines.runner --node-json ... --run-id ...``). It
+needs minio and, for notebooks, papermill; never Elyra.
+
+A node runs in a fresh folder holding its archive (the notebook or script and its
+dependencies, as submitted) and the outputs of the nodes before it. Notebooks get
+the node's environment variables and its pipeline parameters as Papermill
+parameters (the parameters win on a clash); both also reach the kernel or script
+as environment variables. ``LOGNAME``/``USER`` are the pipeline's owner, so
+MLflow records runs under the person who submitted the pipeline (``mlflow.user``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from skiff.pipelines import storage
+from skiff.pipelines.spec import NOTEBOOK, NodeSpec
+
+log = logging.getLogger(__name__)
+# What Elyra's own runtimes tell a node about where it runs.
+RUNTIME_NAME = "skiff-airflow"
+
+
+class NodeFailed(RuntimeError):
+    """The notebook or script failed, or a declared file is missing; the message says which."""
+
+
+def node_env(node: NodeSpec, params: Mapping[str, Any], run_id: str,
+             base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The node's process environment: the worker's, the node's variables, its parameters, who and where."""
+    env = dict(os.environ if base is None else base)
+    env.update(node.env)
+    env.update({name: _as_text(params[name]) for name in node.parameters if name in params})
+    env.update({
+        # MLflow's default run context takes mlflow.user from these (getpass.getuser()).
+        "LOGNAME": node.owner,
+        "USER": node.owner,
+        "SKIFF_USER": node.owner,
+        "SKIFF_PIPELINE": node.pipeline,
+        "SKIFF_PIPELINE_NODE": node.name,
+        "SKIFF_PIPELINE_RUN_ID": run_id,
+        "ELYRA_RUNTIME_ENV": RUNTIME_NAME,
+        "ELYRA_RUN_NAME": f"{node.pipeline}-{storage.safe_run_id(run_id)}",
+    })
+    return env
+
+
+def papermill_parameters(node: NodeSpec, params: Mapping[str, Any]) -> dict[str, Any]:
+    """What Papermill injects: the node's environment variables, then its pipeline parameters."""
+    missing = [name for name in node.parameters if name not in params]
+    if missing:
+        raise NodeFailed(f"node {node.name}: no value for pipeline parameters {missing}")
+    return {**node.env, **{name: params[name] for name in node.parameters}}
+
+
+def run_node(node: NodeSpec, params: Mapping[str, Any], run_id: str, s3: Any = None,
+             env_base: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run ``node`` for the pipeline run ``run_id``; returns where its results went."""
+    s3 = s3 or storage.client_from_env()
+    with tempfile.TemporaryDirectory(prefix=f"skiff-{node.name}-") as tmp:
+        workdir = Path(tmp)
+        _fetch(s3, node, run_id, workdir)
+        env = node_env(node, params, run_id, env_base)
+        target = workdir / node.filename
+        if not target.is_file():
+            raise NodeFailed(f"node {node.name}: {node.filename} is not in its archive "
+                             f"s3://{node.bucket}/{storage.archive_key(node.prefix, node.name)}")
+        node_folder = storage.node_prefix(node.prefix, run_id, node.name)
+        if node.kind == NOTEBOOK:
+            executed = _run_notebook(s3, node, target, workdir, env, papermill_parameters(node, params),
+                                     node_folder)
+        else:
+            executed = _run_script(s3, node, target, workdir, env, node_folder)
+        outputs = _store_outputs(s3, node, run_id, workdir)
+    return {"node": node.name, "executed": executed, "outputs": outputs,
+            "run_folder": f"s3://{node.bucket}/{storage.run_prefix(node.prefix, run_id)}/"}
+
+
+def _fetch(s3: Any, node: NodeSpec, run_id: str, workdir: Path) -> None:
+    """The node's archive, then the upstream outputs it reads."""
+    archive = storage.archive_key(node.prefix, node.name)
+    storage.unpack(storage.get_bytes(s3, node.bucket, archive), workdir)
+    if not node.inputs:
+        return
+    outputs = storage.outputs_prefix(node.prefix, run_id)
+    available = storage.list_keys(s3, node.bucket, outputs)
+    for pattern in node.inputs:
+        keys = storage.matching(available, pattern)
+        if not keys:
+            raise NodeFailed(f"node {node.name}: input {pattern!r} (an output of an earlier node) is "
+                             f"not in s3://{node.bucket}/{outputs}/; found {available or 'nothing'}")
+        for key in keys:
+            dest = workdir / key
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(storage.get_bytes(s3, node.bucket, f"{outputs}/{key}"))
+    log.info("node %s: inputs %s from s3://%s/%s/", node.name, node.inputs, node.bucket, outputs)
+
+
+def _run_notebook(s3: Any, node: NodeSpec, notebook: Path, workdir: Path, env: dict[str, str],
+                  parameters: dict[str, Any], node_folder: str) -> str:
+    import papermill
+
+    executed = workdir / ".skiff" / notebook.name
+    executed.parent.mkdir()
+    key = f"{node_folder}/{notebook.name}"
+    failure: BaseException | None = None
+    log.info("node %s: papermill %s with parameters %s", node.name, node.filename, sorted(parameters))
+    with _environ(env):
+        try:
+            # "python3" is the worker venv's own kernel (ipykernel), whatever the
+            # notebook was last saved with in JupyterLab.
+            papermill.execute_notebook(str(notebook), str(executed), parameters=parameters,
+                                       kernel_name="python3", cwd=str(notebook.parent),
+                                       log_output=True, progress_bar=False)
+        except Exception as exc:  # the executed notebook explains it: keep it, then fail
+            failure = exc
+    if executed.is_file():
+        storage.put_bytes(s3, node.bucket, key, executed.read_bytes(), "application/x-ipynb+json")
+    if failure is not None:
+        raise NodeFailed(f"node {node.name}: {node.filename} failed ({type(failure).__name__}: "
+                         f"{failure}); executed notebook: s3://{node.bucket}/{key}") from failure
+    return f"s3://{node.bucket}/{key}"
+
+
+def _run_script(s3: Any, node: NodeSpec, script: Path, workdir: Path, env: dict[str, str],
+                node_folder: str) -> str:
+    key = f"{node_folder}/{script.name}.log"
+    lines: list[str] = []
+    log.info("node %s: python %s", node.name, node.filename)
+    with subprocess.Popen([sys.executable, "-u", str(script)], cwd=script.parent, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            print(line, end="", flush=True)  # the task log shows the script's output live
+    storage.put_bytes(s3, node.bucket, key, "".join(lines).encode(), "text/plain")
+    if proc.returncode != 0:
+        tail = "".join(lines[-20:])
+        raise NodeFailed(f"node {node.name}: {node.filename} exited with {proc.returncode}; "
+                         f"log: s3://{node.bucket}/{key}\n{tail}")
+    return f"s3://{node.bucket}/{key}"
+
+
+def _store_outputs(s3: Any, node: NodeSpec, run_id: str, workdir: Path) -> list[str]:
+    outputs = storage.outputs_prefix(node.prefix, run_id)
+    stored = []
+    for pattern in node.outputs:
+        files = sorted(p for p in workdir.glob(pattern.removeprefix("./")) if p.is_file())
+        files = [p for p in files if ".skiff" not in p.relative_to(workdir).parts]
+        if not files:
+            raise NodeFailed(f"node {node.name}: declared output {pattern!r} was not produced "
+                             f"(looked in the node's folder, where {node.filename} ran)")
+        for path in files:
+            relative = path.relative_to(workdir).as_posix()
+            storage.put_bytes(s3, node.bucket, f"{outputs}/{relative}", path.read_bytes(),
+                              "application/octet-stream")
+            stored.append(f"s3://{node.bucket}/{outputs}/{relative}")
+    return stored
+
+
+@contextmanager
+def _environ(env: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` is ``env`` inside (the kernel Papermill starts inherits it), restored after."""
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def airflow_task(node: Mapping[str, Any]) -> dict[str, Any]:
+    """The body of every task of a generated DAG: this run's parameters and id from Airflow."""
+    from airflow.sdk import get_current_context
+
+    context = get_current_context()
+    return run_node(NodeSpec.from_json(dict(node)), dict(context["params"]), str(context["run_id"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m skiff.pipelines.runner",
+        description="Run one node of a Skiff pipeline (S3 settings from S3_HOST, S3_PORT, "
+                    "S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION).")
+    parser.add_argument("--node-json", required=True, help="the node's spec (JSON)")
+    parser.add_argument("--params-json", default="{}", help="the pipeline parameters' values (JSON)")
+    parser.add_argument("--run-id", default=os.environ.get("SKIFF_PIPELINE_RUN_ID"),
+                        help="the pipeline run (default: $SKIFF_PIPELINE_RUN_ID)")
+    args = parser.parse_args(argv)
+    if not args.run_id:
+        parser.error("--run-id or SKIFF_PIPELINE_RUN_ID is needed (nodes of one run share their outputs)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        result = run_node(NodeSpec.from_json(args.node_json), json.loads(args.params_json), args.run_id)
+    except (NodeFailed, storage.StorageError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

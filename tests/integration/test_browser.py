@@ -1,0 +1,140 @@
+"""Browser tests: one Keycloak login opens JupyterLab, Elyra's editor, Airflow and MLflow.
+
+Headless Chromium (Debian's ``chromium`` and ``chromium-driver``) through Selenium,
+everything through the one public address. A screenshot of each page is kept in
+``test-artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from skiff import keycloak
+from skiff.native.context import Context
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="module")
+def shots(stack: Context) -> Path:
+    folder = stack.root / "test-artifacts" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                "--window-size=1400,900", "--ignore-certificate-errors"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=DriverService(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(120)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def scientist(stack: Context) -> tuple[str, str]:
+    name = f"ds-{secrets.token_hex(3)}"
+    password = keycloak.create_user(stack.settings, name, role="data-scientist", team="browser-tests")
+    return name, password
+
+
+def wait_for(driver: WebDriver, css: str, timeout: float = 90) -> None:
+    try:
+        WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
+    except TimeoutException:
+        raise AssertionError(
+            f"{css!r} did not appear within {timeout:.0f}s on {driver.current_url}\n"
+            f"{driver.find_element(By.TAG_NAME, 'body').text[:800]}") from None
+
+
+def keycloak_login(driver: WebDriver, user: str, password: str) -> None:
+    wait_for(driver, "#username")
+    assert "/auth/realms/skiff/" in driver.current_url, driver.current_url
+    driver.find_element(By.ID, "username").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "kc-login").click()
+
+
+def test_one_login_opens_jupyterlab_elyra_airflow_and_mlflow(
+        stack: Context, browser: WebDriver, scientist: tuple[str, str], shots: Path) -> None:
+    public = stack.settings.public_url
+    user, password = scientist
+
+    browser.get(f"{public}/jupyter/hub/login")
+    # OAuthenticator's login page has one button; it may also redirect at once.
+    if not browser.current_url.startswith(f"{public}/auth/"):
+        wait_for(browser, "a.btn-jupyter, a[href*='oauth_login']")
+        browser.find_element(By.CSS_SELECTOR, "a.btn-jupyter, a[href*='oauth_login']").click()
+    keycloak_login(browser, user, password)
+    # Spawning the single-user server takes a while on two cores.
+    wait_for(browser, ".jp-Launcher", timeout=240)
+    assert f"/jupyter/user/{user}/lab" in browser.current_url
+    browser.save_screenshot(str(shots / "jupyterlab.png"))
+
+    card = "[title*='Pipeline Editor'], .jp-LauncherCard[data-category='Elyra']"
+    wait_for(browser, card)
+    browser.find_element(By.CSS_SELECTOR, card).click()
+    wait_for(browser, ".pipeline-editor, [class*='pipeline-editor']", timeout=60)
+    browser.save_screenshot(str(shots / "elyra-pipeline-editor.png"))
+
+    # Same Keycloak session: no second password for Airflow or MLflow.
+    browser.get(f"{public}/airflow/")
+    if "/auth/realms/skiff/" in browser.current_url and browser.find_elements(By.ID, "username"):
+        pytest.fail("Airflow asked for the password again: the Keycloak session was not reused")
+    WebDriverWait(browser, 90).until(lambda d: "DAGs" in d.find_element(By.TAG_NAME, "body").text)
+    assert browser.current_url.startswith(f"{public}/airflow"), browser.current_url
+    browser.save_screenshot(str(shots / "airflow.png"))
+
+    browser.get(f"{public}/mlflow/")
+    WebDriverWait(browser, 90).until(
+        lambda d: "Experiments" in d.find_element(By.TAG_NAME, "body").text)
+    assert browser.current_url.startswith(f"{public}/mlflow"), browser.current_url
+    browser.save_screenshot(str(shots / "mlflow.png"))
+
+    browser.get(f"{public}/")
+    WebDriverWait(browser, 60).until(lambda d: user in d.find_element(By.TAG_NAME, "body").text)
+    page = browser.find_element(By.TAG_NAME, "body").text
+    for service in ("JupyterHub", "Airflow", "MLflow"):
+        assert service in page, f"landing page does not list {service}"
+    browser.save_screenshot(str(shots / "landing.png"))
+
+
+def test_logging_out_of_keycloak_ends_the_mlflow_session(
+        stack: Context, browser: WebDriver, scientist: tuple[str, str], shots: Path) -> None:
+    public = stack.settings.public_url
+    user, password = scientist
+    browser.get(f"{public}/mlflow/")
+    keycloak_login(browser, user, password)
+    WebDriverWait(browser, 90).until(
+        lambda d: "Experiments" in d.find_element(By.TAG_NAME, "body").text)
+
+    browser.get(f"{public}/oauth2/logout")
+    # Keycloak may ask to confirm the logout.
+    confirm = browser.find_elements(By.ID, "kc-logout")
+    if confirm:
+        confirm[0].click()
+    browser.get(f"{public}/mlflow/")
+    wait_for(browser, "#username")
+    assert "/auth/realms/skiff/" in browser.current_url
+    browser.save_screenshot(str(shots / "after-logout.png"))
