@@ -212,7 +212,10 @@ elif spawner_kind == "docker":
     c.DockerSpawner.network_name = env("DOCKER_NETWORK_NAME")
     home = env("DOCKER_WORKSPACE_HOME", "/home/jovyan")
     c.DockerSpawner.notebook_dir = home
-    c.DockerSpawner.volumes = {"skiff-jupyter-{username}": home}
+    # Plus volumes every user shares, "name:path,name:path" (the folder of the
+    # pipelines' DAGs, which Airflow's containers mount too).
+    shared = dict(item.split(":", 1) for item in env("DOCKER_SHARED_VOLUMES", "").split(",") if item)
+    c.DockerSpawner.volumes = {"skiff-jupyter-{username}": home, **shared}
     c.DockerSpawner.remove = True
     c.DockerSpawner.cmd = ["jupyterhub-singleuser"]
 else:

@@ -4,17 +4,26 @@ OAuthenticator can only send a user to a fixed ``logout_redirect_url``; Keycloak
 logs out without asking only when the request names the session's ID token
 (``id_token_hint``), which is per user. So the logout handler reads it from the
 user's auth state before the hub forgets them. Loaded by jupyterhub_config.py
-(``c.JupyterHub.authenticator_class``); it imports OAuthenticator, so only the
-hub's environment can import it.
+(``c.JupyterHub.authenticator_class``); it imports JupyterHub and OAuthenticator,
+so only the hub's environment can import it. It also carries a one-line fix of
+JupyterHub 6.1.1 (below).
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from jupyterhub.handlers.base import BaseHandler
 from oauthenticator.generic import GenericOAuthenticator
 from oauthenticator.oauth2 import OAuthLogoutHandler
 from traitlets import Unicode
+
+# JupyterHub 6.1.1's refresh_auth reads self._token_authenticated, which only
+# token-authenticated requests set: when a browser's (cookie) session can no longer
+# be refreshed, e.g. after a Keycloak logout, the request fails with an
+# AttributeError traceback instead of going back to the login. The default the
+# attribute should have had:
+BaseHandler._token_authenticated = False
 
 
 class KeycloakLogoutHandler(OAuthLogoutHandler):

@@ -5,8 +5,9 @@ A request must carry ``Authorization: Bearer <JWT>`` whose
 - issuer is the realm's public issuer (``AUTH_ISSUER``), checked first, from the
   unverified claims, so a foreign token never makes us fetch keys;
 - signature verifies with a key of the realm's JWKS (``AUTH_JWKS_URL``, the
-  internal address), fetched once and fetched again when a token names a key id
-  we do not know (Keycloak rotated its keys);
+  internal address), cached, and fetched again when a token names a key id we
+  do not know (Keycloak rotated its keys), at most once per ``REFRESH_COOLDOWN``
+  so a flood of made-up key ids cannot turn into a flood of calls to Keycloak;
 - ``exp`` is in the future and ``aud`` contains ``AUTH_AUDIENCE`` (``model-api``,
   which the devices' client adds to its tokens).
 
@@ -32,6 +33,10 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256"]
 # Seconds of clock difference tolerated between Keycloak and us.
 LEEWAY = 5
+# Seconds a fetched key set is trusted, and the least time between two fetches
+# caused by unknown key ids.
+JWKS_LIFESPAN = 3600
+REFRESH_COOLDOWN = 30.0
 
 
 @dataclass(frozen=True)
@@ -59,11 +64,11 @@ def unauthorized(code: str, message: str) -> ApiError:
 class TokenValidator:
     """Checks bearer tokens against one issuer's JWKS; safe to share between threads."""
 
-    def __init__(self, config: AuthConfig, jwks: PyJWKClient | None = None) -> None:
+    def __init__(self, config: AuthConfig, refresh_cooldown: float = REFRESH_COOLDOWN) -> None:
         self.config = config
         # PyJWKClient caches the key set and fetches it again for an unknown kid.
-        self.jwks = jwks or PyJWKClient(config.jwks_url, cache_jwk_set=True, lifespan=3600,
-                                        timeout=10)
+        self.jwks = PyJWKClient(config.jwks_url, cache_jwk_set=True, lifespan=JWKS_LIFESPAN,
+                                timeout=10, cooldown_duration=refresh_cooldown)
 
     def bearer(self, header: str | None) -> str:
         if not header:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Config:
-    tracking_uri: str = "http://127.0.0.1:5000"
+    # MLflow serves everything under --static-prefix /mlflow (src/skiff/services/mlflow.py).
+    tracking_uri: str = "http://127.0.0.1:5000/mlflow"
     model_name: str = "bracelet"
     model_alias: str = "champion"
     refresh_seconds: float = 5.0

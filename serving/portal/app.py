@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import httpx
 from flask import Flask, Response, jsonify, redirect, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from werkzeug.wrappers import Response as BaseResponse
 
 from serving.portal import pages
 from serving.portal.config import PLATFORM_ROLES, Config
@@ -65,6 +66,9 @@ def create_app(config: Config | None = None, *, keycloak: Keycloak | None = None
                verifier: Verifier | None = None,
                health_client: Callable[[], httpx.Client] | None = None) -> Flask:
     config = config or Config.from_env()
+    if not logging.getLogger().handlers:
+        # Under gunicorn: logins and logouts go to its stderr (the service's log).
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     verifier = verifier or Verifier(Jwks(config.jwks_uri), config.issuer)
     keycloak = keycloak or Keycloak(config, verifier)
     store = SessionStore(config.session_db, config.cookie_secret,
@@ -246,7 +250,7 @@ def unauthenticated(portal: Portal, return_to: str, forwarded: bool = False) -> 
     return login_redirect(portal, safe_return(portal.config, return_to))
 
 
-def login_redirect(portal: Portal, return_to: str) -> Response:
+def login_redirect(portal: Portal, return_to: str) -> BaseResponse:
     url, pending = portal.keycloak.start(return_to)
     resp = redirect(url, code=302)
     # One cookie per login under way (several tabs may log in at once), for the callback only.
@@ -255,7 +259,7 @@ def login_redirect(portal: Portal, return_to: str) -> Response:
     return resp
 
 
-def set_cookie(portal: Portal, resp: Response, name: str, value: str, path: str,
+def set_cookie(portal: Portal, resp: BaseResponse, name: str, value: str, path: str,
                max_age: int | None = None) -> None:
     resp.set_cookie(name, value, path=path, max_age=max_age, secure=portal.secure_cookies,
                     httponly=True, samesite="Lax")

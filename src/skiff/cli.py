@@ -259,7 +259,8 @@ def simulate(site: str, rate: float, duration: float, labels: bool, url: str | N
     """Send real rows of SITE to the prediction API like a fleet of bracelets.
 
     Each request carries a device token from Keycloak (client credentials of
-    DEVICE_CLIENT_ID), as a real bracelet would. Prints sent/ok/error counts and latency percentiles; exit 1 if any request failed.
+    DEVICE_CLIENT_ID), as a real bracelet would. Prints sent/ok/error counts and
+    latency percentiles; exit 1 if any request failed.
     """
     import asyncio
 

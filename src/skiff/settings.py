@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     s3_access_key: str
     s3_secret_key: SecretStr
     s3_region: str = "us-east-1"
-    s3_buckets: str = Field(default="mlflow,datasets,notebooks,models")
+    s3_buckets: str = Field(default="mlflow,datasets,notebooks,models,pipelines")
 
     kafka_port: int = 9092
     kafka_controller_port: int = 9093

@@ -9,12 +9,16 @@ bootstrap admin from .env.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from skiff.native.context import Context
+
+if TYPE_CHECKING:
+    from keycloak import KeycloakAdmin
 
 out = Console()
 err = Console(stderr=True)
@@ -29,23 +33,31 @@ Roles (realm roles of Keycloak's realm skiff):
 """
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     sys.exit(1)
 
 
-def _admin(ctx: Context):  # type: ignore[no-untyped-def]
+def _admin(ctx: Context) -> KeycloakAdmin:
     """The admin client, or a clear error when Keycloak does not answer."""
     from keycloak.exceptions import KeycloakError
 
     from skiff import keycloak as kc
 
+    s = ctx.settings
     try:
-        admin = kc.admin_client(ctx.settings)
-        admin.get_realm(ctx.settings.keycloak_realm)
+        admin = kc.admin_client(s)
+        admin.get_realm(s.keycloak_realm)
     except KeycloakError as exc:
-        _fail(f"Keycloak at {ctx.settings.keycloak_internal_url} refused or did not answer "
-              f"({kc.describe(exc)}); is it running? skiff up keycloak")
+        where = s.keycloak_internal_url
+        if exc.response_code is None:
+            _fail(f"Keycloak does not answer at {where} ({kc.describe(exc)}); "
+                  "start it: skiff up keycloak")
+        if exc.response_code in (400, 401):
+            _fail(f"Keycloak at {where} refused the master realm's admin {s.keycloak_admin_user!r} "
+                  f"({kc.describe(exc)}); check KEYCLOAK_ADMIN_USER and KEYCLOAK_ADMIN_PASSWORD "
+                  "in .env")
+        _fail(f"Keycloak at {where}: realm {s.keycloak_realm!r}: {kc.describe(exc)}")
     return admin
 
 

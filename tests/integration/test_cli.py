@@ -32,7 +32,7 @@ def _row(status_out: str, service: str) -> list[str]:
 def test_status_lists_every_service_healthy_with_its_url(stack: Context) -> None:
     done = skiff("status")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert _row(done.stdout, "mlflow")[1:4] == ["running", "healthy", "http://127.0.0.1:5000"]
+    assert _row(done.stdout, "mlflow")[1:4] == ["running", "healthy", "http://127.0.0.1:5000/mlflow"]
 
 
 def test_stopped_service_shows_in_status_and_comes_back(stack: Context) -> None:

@@ -9,19 +9,23 @@ browser does; the users are created in Keycloak for the test.
 from __future__ import annotations
 
 import html
+import os
 import re
 import secrets
+import shutil
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
+import psutil
 import pytest
 
 from skiff import keycloak
 from skiff.native import launcher
 from skiff.native.context import Context
-from skiff.services import jupyterhub
+from skiff.services import jupyterhub, workspace
 from skiff.services import keycloak as keycloak_service
 
 pytestmark = pytest.mark.integration
@@ -43,17 +47,17 @@ def hub(request: pytest.FixtureRequest, ctx: Context) -> Context:
 def public(hub: Context) -> str:
     url = f"{hub.settings.public_url}/jupyter/"
     try:
-        httpx.get(f"{url}hub/health", verify=str(ca_file(hub)), timeout=5).raise_for_status()
+        httpx.get(f"{url}hub/health", verify=trust(hub), timeout=5).raise_for_status()
     except httpx.HTTPError as exc:
         pytest.fail(f"JupyterHub does not answer through Traefik at {url}: {exc}", pytrace=False)
     return url
 
 
-def ca_file(ctx: Context) -> str:
-    """The CA that signed the certificate Traefik serves (certs/ca.crt from skiff init)."""
+def trust(ctx: Context) -> ssl.SSLContext:
+    """Trusts the CA that signed the certificate Traefik serves (certs/ca.crt from skiff init)."""
     cert, _ = ctx.settings.tls_files(ctx.root)
     ca = cert.parent / "ca.crt"
-    return str(ca if ca.is_file() else cert)
+    return ssl.create_default_context(cafile=str(ca if ca.is_file() else cert))
 
 
 @dataclass
@@ -70,6 +74,8 @@ def make_user(ctx: Context, role: str) -> Iterator[Account]:
     user_id = admin.get_user_id(name)
     if user_id:
         admin.delete_user(user_id)
+    # Natively the test user's home is a folder of the hub's data.
+    shutil.rmtree(ctx.data_dir(jupyterhub.NAME) / "users" / name, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +90,7 @@ def viewer(hub: Context) -> Iterator[Account]:
 
 @pytest.fixture
 def browser(hub: Context) -> Iterator[httpx.Client]:
-    with httpx.Client(verify=ca_file(hub), follow_redirects=True, timeout=60) as client:
+    with httpx.Client(verify=trust(hub), follow_redirects=True, timeout=60) as client:
         yield client
 
 
@@ -134,13 +140,25 @@ def wait_for_server(browser: httpx.Client, public: str, user: str, token: str) -
     raise AssertionError(f"{user}'s server not ready after {SPAWN_TIMEOUT:.0f}s: {model}")
 
 
+def server_environment(user: str) -> dict[str, str]:
+    """The environment of ``user``'s server process (native mode: a local process)."""
+    for proc in psutil.process_iter():
+        try:
+            env = proc.environ()
+        except (psutil.AccessDenied, psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue
+        if env.get("JUPYTERHUB_USER") == user and "JUPYTERHUB_API_TOKEN" in env:
+            return env
+    raise AssertionError(f"no process of {user}'s server found")
+
+
 def test_health_is_open(public: str, browser: httpx.Client) -> None:
     answer = browser.get(f"{public}hub/health")
     assert answer.status_code == 200
 
 
 def test_without_a_session_the_hub_sends_you_to_keycloak(hub: Context, public: str) -> None:
-    with httpx.Client(verify=ca_file(hub), follow_redirects=False, timeout=30) as client:
+    with httpx.Client(verify=trust(hub), follow_redirects=False, timeout=30) as client:
         first = client.get(f"{public}hub/")
         assert first.status_code == 302
         assert first.headers["location"].startswith("/jupyter/hub/login")
@@ -151,12 +169,12 @@ def test_without_a_session_the_hub_sends_you_to_keycloak(hub: Context, public: s
         assert str(target).startswith(f"{hub.settings.keycloak_issuer}/protocol/openid-connect/auth")
         assert target.params["client_id"] == "jupyterhub"
         assert target.params["redirect_uri"] == f"{public}hub/oauth_callback"
-    with httpx.Client(verify=ca_file(hub), timeout=30) as client:
+    with httpx.Client(verify=trust(hub), timeout=30) as client:
         assert client.get(f"{public}hub/api/user").status_code == 403
 
 
 def test_a_data_scientist_logs_in_and_gets_a_jupyterlab_server(
-        public: str, browser: httpx.Client, scientist: Account) -> None:
+        hub: Context, public: str, browser: httpx.Client, scientist: Account) -> None:
     landed = log_in(browser, f"{public}hub/home", scientist)
     assert landed.status_code == 200
     assert str(landed.url).startswith(f"{public}hub/"), landed.url
@@ -178,6 +196,12 @@ def test_a_data_scientist_logs_in_and_gets_a_jupyterlab_server(
                           headers={"Authorization": f"token {token}"})
     assert listing.status_code == 200, listing.text
     assert "bracelet_train.ipynb" in {item["name"] for item in listing.json()["content"]}
+    if os.environ.get("SKIFF_TEST_MODE") != "compose":
+        # Runs are attributed to the user; the platform's addresses are set.
+        env = server_environment(scientist.name)
+        assert env["SKIFF_USER"] == env["LOGNAME"] == env["USER"] == scientist.name
+        expected = workspace.spawn_env(hub)
+        assert {k: env.get(k) for k in expected} == expected
     # The browser itself (cookie, no token) reaches JupyterLab through the user's server.
     lab = browser.get(f"{public}user/{scientist.name}/lab")
     assert lab.status_code == 200 and str(lab.url).endswith(f"/user/{scientist.name}/lab"), lab.url

@@ -5,7 +5,7 @@ A script, not a test: the serving tests run it with the serving-test venv
 which the CLI venv and the serving image both lack. PYTHONPATH must reach
 ``src`` for ``skiff.bracelet``. Prints ``{"name", "version"}`` as JSON.
 
-    python register_model.py --tracking-uri http://127.0.0.1:5000 [--name bracelet]
+    python register_model.py --tracking-uri http://127.0.0.1:5000/mlflow [--name bracelet]
                              [--alias champion] [--c 1.0]
 """
 

@@ -1,9 +1,10 @@
 """The model API's token check, without Keycloak: tokens signed here, keys served here.
 
 A small HTTP server publishes a JWKS the way Keycloak's certs endpoint does, so
-the real PyJWKClient fetches, caches and re-fetches it. The app is the real
-Flask app (no background threads). tests/integration/test_keycloak.py checks the
-same refusals with tokens from the real Keycloak.
+the real PyJWKClient fetches, caches and re-fetches it. The validator runs here
+as the app runs it (``check(path, Authorization header)``); the app's wiring
+(status, JSON error, WWW-Authenticate, open paths) and real Keycloak tokens are
+checked on the running model server by tests/integration/test_keycloak.py.
 """
 
 from __future__ import annotations
@@ -14,18 +15,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from flask.testing import FlaskClient
 from jwt.algorithms import RSAAlgorithm
 
-from serving.model_server.app import create_app
-from serving.model_server.auth import AuthConfig, TokenValidator
-from serving.model_server.config import Config
+from serving.model_server.api import ApiError
+from serving.model_server.auth import OPEN_PATHS, AuthConfig, TokenValidator
 
 pytestmark = pytest.mark.unit
 
@@ -79,10 +77,10 @@ def jwks() -> Iterator[Jwks]:
 
 
 @pytest.fixture
-def client(jwks: Jwks, tmp_path: Path) -> FlaskClient:
-    validator = TokenValidator(AuthConfig(issuer=ISSUER, jwks_url=jwks.url, audience=AUDIENCE))
-    app = create_app(Config(spool_dir=tmp_path / "spool", background=False), validator)
-    return app.test_client()
+def validator(jwks: Jwks) -> TokenValidator:
+    # No cooldown between key fetches here: the tests rotate keys back to back.
+    return TokenValidator(AuthConfig(issuer=ISSUER, jwks_url=jwks.url, audience=AUDIENCE),
+                          refresh_cooldown=0)
 
 
 def token(key: rsa.RSAPrivateKey, kid: str = "k1", *, lifetime: float = 300,
@@ -93,117 +91,127 @@ def token(key: rsa.RSAPrivateKey, kid: str = "k1", *, lifetime: float = 300,
     return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid})
 
 
-def bearer(value: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {value}"}
+def bearer(value: str) -> str:
+    return f"Bearer {value}"
 
 
-def refused(resp: Any, code: str) -> str:
-    assert resp.status_code == 401, resp.get_data(as_text=True)
-    assert resp.json["error"]["code"] == code
-    assert resp.headers["WWW-Authenticate"].startswith("Bearer ")
-    return resp.json["error"]["message"]
+def refused(validator: TokenValidator, header: str | None, code: str,
+            path: str = "/v1/predict") -> str:
+    with pytest.raises(ApiError) as caught:
+        validator.check(path, header)
+    assert (caught.value.status, caught.value.code) == (401, code), caught.value
+    return caught.value.message
 
 
-def test_a_valid_token_passes(client: FlaskClient, jwks: Jwks) -> None:
-    resp = client.get("/openapi.json", headers=bearer(token(jwks.keys["k1"])))
-    assert resp.status_code == 200
-    assert resp.json["openapi"].startswith("3.")
+def test_a_valid_token_passes_with_its_claims(validator: TokenValidator, jwks: Jwks) -> None:
+    claims = validator.check("/v1/predict", bearer(token(jwks.keys["k1"])))
+    assert claims is not None
+    assert claims["azp"] == "bracelet-devices" and AUDIENCE in claims["aud"]
 
 
-def test_without_a_token_the_api_is_401_and_says_what_to_send(client: FlaskClient) -> None:
-    message = refused(client.post("/v1/predict", json={"age": 50}), "missing_token")
-    assert "Bearer" in message
+def test_without_a_token_the_api_is_refused_and_says_what_to_send(validator: TokenValidator) -> None:
+    assert "Bearer" in refused(validator, None, "missing_token")
 
 
-@pytest.mark.parametrize("header", ["Basic dXNlcjpwdw==", "Bearer", "Bearer   ", "token abc"])
-def test_a_header_that_is_not_a_bearer_token_is_refused(client: FlaskClient, header: str) -> None:
-    refused(client.get("/openapi.json", headers={"Authorization": header}), "missing_token")
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwdw==", "Bearer", "Bearer   ", "token abc", ""])
+def test_a_header_that_is_not_a_bearer_token_is_refused(validator: TokenValidator,
+                                                        header: str) -> None:
+    refused(validator, header, "missing_token")
 
 
-def test_garbage_is_a_malformed_token(client: FlaskClient) -> None:
-    refused(client.get("/openapi.json", headers=bearer("not.a.jwt")), "malformed_token")
+def test_garbage_is_a_malformed_token(validator: TokenValidator) -> None:
+    refused(validator, bearer("not.a.jwt"), "malformed_token")
 
 
-def test_an_expired_token_is_refused(client: FlaskClient, jwks: Jwks) -> None:
+def test_an_expired_token_is_refused(validator: TokenValidator, jwks: Jwks) -> None:
     old = token(jwks.keys["k1"], lifetime=-60)
-    refused(client.get("/openapi.json", headers=bearer(old)), "token_expired")
+    refused(validator, bearer(old), "token_expired")
 
 
-def test_a_token_of_another_issuer_is_refused_before_any_key_lookup(client: FlaskClient,
+def test_a_token_of_another_issuer_is_refused_before_any_key_lookup(validator: TokenValidator,
                                                                       jwks: Jwks) -> None:
     before = jwks.fetches
     foreign = token(new_key(), kid="elsewhere", iss="https://evil.example.test/realms/skiff")
-    message = refused(client.get("/openapi.json", headers=bearer(foreign)), "wrong_issuer")
-    assert "evil.example.test" in message
+    assert "evil.example.test" in refused(validator, bearer(foreign), "wrong_issuer")
     # A stranger's token never makes the server call Keycloak.
     assert jwks.fetches == before
 
 
-def test_a_token_for_another_audience_is_refused(client: FlaskClient, jwks: Jwks) -> None:
+def test_a_token_for_another_audience_is_refused(validator: TokenValidator, jwks: Jwks) -> None:
     other = token(jwks.keys["k1"], aud="account")
-    message = refused(client.get("/openapi.json", headers=bearer(other)), "wrong_audience")
-    assert "model-api" in message
+    assert "model-api" in refused(validator, bearer(other), "wrong_audience")
 
 
-def test_a_token_without_audience_is_refused(client: FlaskClient, jwks: Jwks) -> None:
+def test_a_token_without_audience_is_refused(validator: TokenValidator, jwks: Jwks) -> None:
     now = int(time.time())
     body = {"iss": ISSUER, "sub": "x", "iat": now, "exp": now + 300}
     bare = jwt.encode(body, jwks.keys["k1"], algorithm="RS256", headers={"kid": "k1"})
-    refused(client.get("/openapi.json", headers=bearer(bare)), "invalid_token")
+    assert "aud" in refused(validator, bearer(bare), "invalid_token")
 
 
-def test_a_token_signed_by_another_key_under_a_known_kid_is_refused(client: FlaskClient) -> None:
+def test_a_token_signed_by_another_key_under_a_known_kid_is_refused(validator: TokenValidator) -> None:
     forged = token(new_key(), kid="k1")
-    refused(client.get("/openapi.json", headers=bearer(forged)), "bad_signature")
+    refused(validator, bearer(forged), "bad_signature")
 
 
-def test_an_unknown_kid_refetches_the_keys_once_then_refuses(client: FlaskClient, jwks: Jwks) -> None:
-    client.get("/openapi.json", headers=bearer(token(jwks.keys["k1"])))  # keys cached
+def test_an_unknown_kid_refetches_the_keys_once_then_refuses(validator: TokenValidator,
+                                                             jwks: Jwks) -> None:
+    validator.check("/v1/predict", bearer(token(jwks.keys["k1"])))  # keys now cached
     before = jwks.fetches
+    validator.check("/v1/predict", bearer(token(jwks.keys["k1"])))
+    assert jwks.fetches == before, "a known key must come from the cache"
     stray = token(new_key(), kid="never-published")
-    refused(client.get("/openapi.json", headers=bearer(stray)), "bad_signature")
+    refused(validator, bearer(stray), "bad_signature")
     assert jwks.fetches == before + 1
 
 
-def test_a_rotated_key_is_picked_up_without_a_restart(client: FlaskClient, jwks: Jwks) -> None:
-    assert client.get("/openapi.json", headers=bearer(token(jwks.keys["k1"]))).status_code == 200
+def test_a_rotated_key_is_picked_up_without_a_restart(validator: TokenValidator, jwks: Jwks) -> None:
+    assert validator.check("/v1/predict", bearer(token(jwks.keys["k1"]))) is not None
     jwks.keys["k2"] = new_key()
     try:
-        resp = client.get("/openapi.json", headers=bearer(token(jwks.keys["k2"], kid="k2")))
-        assert resp.status_code == 200
+        claims = validator.check("/v1/predict", bearer(token(jwks.keys["k2"], kid="k2")))
+        assert claims is not None and claims["sub"] == "device-1"
     finally:
         del jwks.keys["k2"]
 
 
+def test_unknown_kids_within_the_cooldown_do_not_reach_keycloak(jwks: Jwks) -> None:
+    validator = TokenValidator(AuthConfig(issuer=ISSUER, jwks_url=jwks.url), refresh_cooldown=60)
+    validator.check("/v1/predict", bearer(token(jwks.keys["k1"])))
+    before = jwks.fetches
+    for n in range(5):
+        refused(validator, bearer(token(new_key(), kid=f"made-up-{n}")), "bad_signature")
+    assert jwks.fetches <= before + 1
+
+
 @pytest.mark.parametrize("alg", ["HS256", "none"])
-def test_symmetric_or_unsigned_tokens_are_refused(client: FlaskClient, jwks: Jwks, alg: str) -> None:
+def test_symmetric_or_unsigned_tokens_are_refused(validator: TokenValidator, alg: str) -> None:
     now = int(time.time())
     body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "iat": now, "exp": now + 300}
-    # The public key's PEM as an HMAC secret: the classic algorithm-confusion forgery.
     if alg == "HS256":
-        forged = jwt.encode(body, "k1-public-key-as-secret" * 2, algorithm="HS256",
+        # An HMAC "signature" under a guessable secret: the algorithm-confusion forgery.
+        forged = jwt.encode(body, "a-secret-anyone-could-pick-32-bytes", algorithm="HS256",
                             headers={"kid": "k1"})
     else:
         forged = jwt.encode(body, None, algorithm="none", headers={"kid": "k1"})
-    refused(client.get("/openapi.json", headers=bearer(forged)), "bad_signature")
+    refused(validator, bearer(forged), "bad_signature")
 
 
-@pytest.mark.parametrize("path", ["/healthz", "/metrics"])
-def test_health_and_metrics_need_no_token(client: FlaskClient, path: str) -> None:
-    assert client.get(path).status_code == 200
+@pytest.mark.parametrize("path", sorted(OPEN_PATHS))
+def test_health_and_metrics_need_no_token(validator: TokenValidator, path: str) -> None:
+    assert validator.check(path, None) is None
 
 
-def test_readiness_needs_no_token(client: FlaskClient) -> None:
-    # 503: no model in this test, but not a 401.
-    assert client.get("/readyz").status_code == 503
+@pytest.mark.parametrize("path", ["/v1/predict", "/v1/feedback", "/openapi.json", "/healthz/x", "/"])
+def test_every_other_path_needs_one(validator: TokenValidator, path: str) -> None:
+    refused(validator, None, "missing_token", path=path)
 
 
-def test_unreachable_keys_are_503_not_a_refusal(tmp_path: Path, jwks: Jwks) -> None:
+def test_unreachable_keys_are_503_not_a_refusal(jwks: Jwks) -> None:
     validator = TokenValidator(AuthConfig(issuer=ISSUER, jwks_url="http://127.0.0.1:9/certs"))
-    app = create_app(Config(spool_dir=tmp_path / "spool", background=False), validator)
-    resp = app.test_client().get("/openapi.json", headers=bearer(token(jwks.keys["k1"])))
-    assert resp.status_code == 503
-    assert resp.json["error"]["code"] == "keys_unavailable"
+    with pytest.raises(ApiError) as caught:
+        validator.check("/v1/predict", bearer(token(jwks.keys["k1"])))
+    assert (caught.value.status, caught.value.code) == (503, "keys_unavailable")
 
 
 def test_the_server_refuses_to_start_without_its_issuer() -> None:

@@ -24,6 +24,8 @@ OFFICIAL_IMAGES = {
     "versity/versitygw": "VERSITYGW_VERSION",
     "apache/kafka": "KAFKA_VERSION",
     "cassandra": "CASSANDRA_VERSION",
+    "traefik": "TRAEFIK_VERSION",
+    "quay.io/keycloak/keycloak": "KEYCLOAK_VERSION",
 }
 
 
@@ -43,8 +45,12 @@ def interpolate(text: str, values: dict[str, str]) -> str:
 
 
 def test_compose_file_follows_the_compose_specification(root: Path, versions: dict[str, str]) -> None:
-    # What `skiff init` would write: the example's values, a secret in every blank.
-    values = {k: v or "generated-secret" for k, v in parse((root / ".env.example").read_text()).items()}
+    # What `skiff init` would write: the example's values, a secret in every blank it
+    # generates; other blanks (TLS_CERT_FILE...) stay empty and take the file's defaults.
+    from skiff.envfile import GENERATORS
+
+    values = {k: v or ("generated-secret" if k in GENERATORS else "")
+              for k, v in parse((root / ".env.example").read_text()).items()}
     text = interpolate((root / "docker-compose.yml").read_text(), {**values, **versions})
     # PyYAML resolves the `<<` merge keys, as Compose does; the spec parser does not.
     compose = compose_spec.PyCompose.from_json(json.dumps(yaml.safe_load(text)))

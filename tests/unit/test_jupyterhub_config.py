@@ -19,6 +19,8 @@ import pytest
 from traitlets.config import Config
 
 from skiff.envfile import parse
+from skiff.native.context import Context
+from skiff.services import jupyterhub, workspace
 from tests.unit.test_compose_file import interpolate
 
 pytestmark = pytest.mark.unit
@@ -179,19 +181,48 @@ def test_an_unknown_spawner_is_refused(root: Path, monkeypatch: pytest.MonkeyPat
         load(root, monkeypatch, {**native_env(tmp_path), "JUPYTERHUB_SPAWNER": "kubernetes"})
 
 
+def compose_env(root: Path, compose_doc: dict[str, Any], versions: dict[str, str]) -> dict[str, str]:
+    """The environment docker-compose.yml gives the hub container, filled as `skiff init` would."""
+    values = {k: v or "generated-secret" for k, v in parse((root / ".env.example").read_text()).items()}
+    raw = compose_doc["services"]["jupyterhub"]["environment"]
+    return {k: interpolate(str(v), {**values, **versions}) for k, v in raw.items()}
+
+
+def test_the_native_service_sets_what_the_config_reads(
+        root: Path, monkeypatch: pytest.MonkeyPatch, ctx: Context) -> None:
+    c, _ = load(root, monkeypatch, jupyterhub.hub_env(ctx), euid=0)
+    s = ctx.settings
+    assert c.JupyterHub.spawner_class == "simple"
+    assert c.Spawner.cmd == [str(ctx.venv("workspace") / "bin" / "jupyterhub-singleuser")]
+    assert c.JupyterHub.bind_url == f"http://{s.bind_host}:{s.jupyterhub_port}/jupyter/"
+    assert c.GenericOAuthenticator.authorize_url.startswith(s.keycloak_issuer + "/")
+    assert c.GenericOAuthenticator.token_url.startswith(s.keycloak_internal_url + "/")
+    spawned = {k for k in c.Spawner.environment if k not in ("SKIFF_USER", "LOGNAME")}
+    assert spawned == set(workspace.spawn_env(ctx))
+    # The proxy program and the hub agree on the proxy's API and its token.
+    proxy, hub = jupyterhub.programs(ctx)
+    assert proxy.command[proxy.command.index("--api-port") + 1] == \
+        c.ConfigurableHTTPProxy.api_url.rsplit(":", 1)[1]
+    assert proxy.env["CONFIGPROXY_AUTH_TOKEN"] == c.ConfigurableHTTPProxy.auth_token
+    assert hub.command[-1] == str(root / "compose" / "jupyterhub" / "jupyterhub_config.py")
+
+
+def test_compose_users_get_the_same_variables_as_native_ones(
+        root: Path, compose_doc: dict[str, Any], versions: dict[str, str], ctx: Context) -> None:
+    env = compose_env(root, compose_doc, versions)
+    compose_names = {k.removeprefix("WORKSPACE_ENV_") for k in env if k.startswith("WORKSPACE_ENV_")}
+    assert compose_names == set(workspace.spawn_env(ctx))
+
+
 def test_compose_environment_gives_docker_spawner(
         root: Path, monkeypatch: pytest.MonkeyPatch, compose_doc: dict[str, Any],
         versions: dict[str, str]) -> None:
-    # The environment docker-compose.yml gives the hub container, variables filled
-    # as `skiff init` would.
-    values = {k: v or "generated-secret" for k, v in parse((root / ".env.example").read_text()).items()}
-    raw = compose_doc["services"]["jupyterhub"]["environment"]
-    env = {k: interpolate(str(v), {**values, **versions}) for k, v in raw.items()}
-    c, _ = load(root, monkeypatch, env)
+    c, _ = load(root, monkeypatch, compose_env(root, compose_doc, versions))
     assert c.JupyterHub.spawner_class == "docker"
     assert c.DockerSpawner.network_name == "skiff_default"
-    assert list(c.DockerSpawner.volumes.values()) == ["/home/jovyan"]
-    assert "{username}" in next(iter(c.DockerSpawner.volumes))
+    home, *shared = c.DockerSpawner.volumes.items()
+    assert "{username}" in home[0] and home[1] == "/home/jovyan"
+    assert ("skiff-pipelines", c.Spawner.environment["SKIFF_DAG_FOLDER"]) in shared
     assert c.JupyterHub.hub_connect_url == "http://jupyterhub:8081"
     assert c.ConfigurableHTTPProxy.api_url == "http://jupyterhub-proxy:8001"
     assert c.GenericOAuthenticator.authorize_url.startswith("https://localhost:8443/auth/realms/skiff/")

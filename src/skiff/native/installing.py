@@ -110,6 +110,7 @@ def go_binary(component: str, package: str, version: str, dest: Path, binary: st
         source = go_module_source(component, module, version)
         build = dest / "src"
         shutil.rmtree(build, ignore_errors=True)
+        target.parent.mkdir(parents=True, exist_ok=True)
         step(component, f"compiling {package} of {what} (the first build takes minutes)")
         try:
             _writable_copy(source, build)

@@ -44,7 +44,7 @@ def _environment(spec: PipelineSpec) -> dict[str, str]:
         "S3_REGION": "${S3_REGION:-us-east-1}",
         "S3_ACCESS_KEY": "${S3_ACCESS_KEY:?set S3_ACCESS_KEY: pass Skiff's .env with --env-file}",
         "S3_SECRET_KEY": "${S3_SECRET_KEY:?set S3_SECRET_KEY: pass Skiff's .env with --env-file}",
-        "MLFLOW_TRACKING_URI": "http://mlflow:5000",
+        "MLFLOW_TRACKING_URI": "http://mlflow:5000/mlflow",
         "SKIFF_PIPELINE_RUN_ID": "${SKIFF_PIPELINE_RUN_ID:-compose-" + _run_stamp(spec) + "}",
     }
 

@@ -3,8 +3,8 @@
 One task per node, each calling :func:`skiff.pipelines.runner.airflow_task` with
 the node's spec, written as a literal so the file reads on its own. The file
 imports only ``airflow.sdk`` and ``skiff.pipelines.runner`` (both in the Airflow
-venv and image), and the runner imports Papermill and minio only when a task runs,
-so parsing the file stays cheap.
+venv and image), and the runner imports Papermill only when a task runs, so
+parsing the file stays cheap.
 """
 
 from __future__ import annotations
@@ -16,9 +16,15 @@ from typing import Any
 from skiff.pipelines.spec import NodeSpec, Parameter, PipelineSpec
 
 
-def _literal(value: Any, indent: int = 0) -> str:
-    text = pprint.pformat(value, indent=1, width=100 - indent, sort_dicts=False)
+def _literal(value: Any, indent: int) -> str:
+    """``value`` as a Python literal whose continuation lines start at ``indent``."""
+    text = pprint.pformat(value, width=100 - indent, sort_dicts=False)
     return text.replace("\n", "\n" + " " * indent)
+
+
+def _nodes(nodes: list[NodeSpec]) -> str:
+    entries = "".join(f"    {n.name!r}: {_literal(n.to_json(), 6 + len(repr(n.name)))},\n" for n in nodes)
+    return "{\n" + entries + "}"
 
 
 def _doc(text: str) -> str:
@@ -73,7 +79,7 @@ from airflow.sdk import DAG, Param, task
 
 from skiff.pipelines import runner
 
-NODES = {_literal({n.name: n.to_json() for n in nodes}, 0)}
+NODES = {_nodes(nodes)}
 
 with DAG(
     dag_id={spec.dag_id!r},

@@ -38,7 +38,7 @@ def runtime_config() -> dict[str, Any]:
             "api_endpoint": "${SKIFF_AIRFLOW_URL}",
             "dag_folder": "${SKIFF_DAG_FOLDER}",
             "cos_endpoint": "${S3_ENDPOINT_URL}",
-            "cos_bucket": "${SKIFF_PIPELINES_BUCKET}",
+            "cos_bucket": PIPELINES_BUCKET,
             "cos_username": "${S3_ACCESS_KEY}",
             "cos_password": "${S3_SECRET_KEY}",
             "worker_image": "${SKIFF_WORKER_IMAGE}",

@@ -12,8 +12,10 @@ from skiff.services import (
     keycloak,
     mlflow,
     model_server,
+    portal,
     postgres,
     s3,
+    traefik,
     training_trigger,
 )
 
@@ -31,6 +33,8 @@ REGISTRY: dict[str, Service] = {
         airflow.SERVICE,
         training_trigger.SERVICE,
         jupyterhub.SERVICE,
+        portal.SERVICE,
+        traefik.SERVICE,
     )
 }
 

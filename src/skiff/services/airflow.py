@@ -98,8 +98,9 @@ def airflow_env(ctx: Context) -> dict[str, str]:
         "AIRFLOW__API__BASE_URL": public_url(ctx),
         # Back-channel calls (tokens, userinfo, permission checks) go to Keycloak's
         # internal address; the login redirect takes the browser to the public one,
-        # which is what the realm's discovery document names (hostname v2).
-        "AIRFLOW__KEYCLOAK_AUTH_MANAGER__SERVER_URL": s.keycloak_internal_url,
+        # which is what the realm's discovery document names (hostname v2). The
+        # slash: python-keycloak urljoin()s its paths, which would drop /auth.
+        "AIRFLOW__KEYCLOAK_AUTH_MANAGER__SERVER_URL": s.keycloak_internal_url.rstrip("/") + "/",
         "AIRFLOW__KEYCLOAK_AUTH_MANAGER__REALM": s.keycloak_realm,
         "AIRFLOW__KEYCLOAK_AUTH_MANAGER__CLIENT_SECRET": s.airflow_client_secret.get_secret_value(),
         "AIRFLOW__API__SECRET_KEY": s.airflow_api_secret_key.get_secret_value(),

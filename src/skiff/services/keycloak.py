@@ -19,9 +19,13 @@ with .env afterwards and creates the platform's first user.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import shutil
 import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -38,14 +42,12 @@ REALM_FILE = "realm-skiff.json"
 MODEL_API_AUDIENCE = "model-api"
 RELATIVE_PATH = "/auth"
 # Build-time options: baked into the cached install by `kc.sh build`, so start
-# --optimized skips the minute-long re-augmentation. One node: local caches, no
-# cluster discovery.
+# --optimized skips the minute-long re-augmentation.
 BUILD_OPTIONS = (
     "--db=postgres",
     "--health-enabled=true",
     "--metrics-enabled=true",
     f"--http-relative-path={RELATIVE_PATH}",
-    "--cache=local",
 )
 # kc.sh's own default outside containers is -Xmx512m; the whole stack shares
 # the machine, and one realm with a handful of users fits well in this.
@@ -61,8 +63,13 @@ def tarball_url(version: str) -> str:
 
 
 def dist(ctx: Context) -> Path:
-    """The unpacked and built distribution in the cache."""
-    return ctx.component(NAME, ctx.versions.keycloak_version)
+    """The unpacked and built distribution in the cache, one per set of build options.
+
+    `kc.sh build` rewrites lib/quarkus in place; a server running from it would
+    break, so other options get a folder of their own instead.
+    """
+    key = hashlib.sha256(" ".join(BUILD_OPTIONS).encode()).hexdigest()[:8]
+    return ctx.component(NAME, f"{ctx.versions.keycloak_version}-{key}")
 
 
 def home(ctx: Context) -> Path:
@@ -70,23 +77,40 @@ def home(ctx: Context) -> Path:
     return ctx.data_dir(NAME) / "home"
 
 
+@contextmanager
+def _install_lock(dest: Path) -> Iterator[None]:
+    """One install of a given build at a time: the cache is shared by every checkout,
+    and a second `skiff up` must wait rather than unpack over a build in progress."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with dest.with_name(dest.name + ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def install(ctx: Context) -> None:
     require_java(NAME)
     dest = dist(ctx)
+    if installing.is_installed(dest):
+        return
+    with _install_lock(dest):
+        _install(ctx, dest)
+
+
+def _install(ctx: Context, dest: Path) -> None:
     version = ctx.versions.keycloak_version
     if not installing.is_installed(dest):
         url = tarball_url(version)
         tarball = installing.download(NAME, url, ctx.cache / "downloads" / url.rsplit("/", 1)[1],
                                       sha1_url=url + ".sha1")
         _unpack(tarball, dest)
-    stamp = dest / ".built"
-    wanted = " ".join(BUILD_OPTIONS)
-    if not (stamp.is_file() and stamp.read_text() == wanted):
-        installing.step(NAME, f"building Keycloak {version} ({wanted}), about a minute")
+        installing.step(NAME, f"building Keycloak {version} ({' '.join(BUILD_OPTIONS)}), "
+                              "about a minute")
         installing.run(NAME, [str(dest / "bin" / "kc.sh"), "build", *BUILD_OPTIONS],
                        env={"JAVA_OPTS_KC_HEAP": HEAP}, log=dest / "build.log")
-        stamp.write_text(wanted)
-    installing.mark_installed(dest)
+        installing.mark_installed(dest)
 
 
 def _unpack(tarball: Path, dest: Path) -> None:
@@ -108,8 +132,7 @@ def prepare(ctx: Context) -> None:
     """Lay out this checkout's home and put the realm file where --import-realm reads."""
     install_dir, h = dist(ctx), home(ctx)
     (h / "bin").mkdir(parents=True, exist_ok=True)
-    for script in (install_dir / "bin").glob("kc.sh"):
-        shutil.copy2(script, h / "bin" / script.name)
+    shutil.copy2(install_dir / "bin" / "kc.sh", h / "bin" / "kc.sh")
     for name in LINKED:
         link = h / name
         if link.is_symlink() or link.exists():
@@ -161,6 +184,8 @@ def server_env(ctx: Context) -> dict[str, str]:
         "KC_HTTP_HOST": s.bind_host,
         "KC_HTTP_PORT": str(s.keycloak_port),
         "KC_HTTP_MANAGEMENT_PORT": str(s.keycloak_management_port),
+        # One node: local caches, no cluster discovery (a run-time option since 26.x).
+        "KC_CACHE": "local",
         # Tokens name the public address as issuer, wherever they were fetched.
         "KC_HOSTNAME": f"{s.public_url}{RELATIVE_PATH}",
         "KC_HOSTNAME_BACKCHANNEL_DYNAMIC": "true",

@@ -3,6 +3,12 @@
 Clients never hold S3 keys: with ``--serve-artifacts`` they upload and download
 artifacts through the server (``mlflow-artifacts:/`` URIs), which writes to the
 ``mlflow`` bucket.
+
+Traefik serves it at ``/mlflow/`` of the public address, behind the portal's
+forward-auth (MLflow has no login of its own here). ``--static-prefix /mlflow``
+puts every route there, the REST API and ``/health`` included, so the tracking
+URI is ``http://host:5000/mlflow`` inside as well as outside. MLflow's host check
+(DNS rebinding) must then allow the public host, which Traefik passes on.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from skiff.native.probes import http_ok
 from skiff.native.spec import Program, Service
 
 ARTIFACT_BUCKET = "mlflow"
+# Where Traefik routes MLflow; the server serves everything under it.
+STATIC_PREFIX = "/mlflow"
 
 
 def install(ctx: Context) -> None:
@@ -21,7 +29,16 @@ def install(ctx: Context) -> None:
 
 
 def tracking_uri(ctx: Context) -> str:
-    return f"http://{ctx.settings.host('mlflow')}:{ctx.settings.mlflow_port}"
+    """What clients on the platform set as MLFLOW_TRACKING_URI (the prefix included)."""
+    return f"http://{ctx.settings.host('mlflow')}:{ctx.settings.mlflow_port}{STATIC_PREFIX}"
+
+
+def allowed_hosts(ctx: Context) -> list[str]:
+    """Host headers MLflow answers: its own address, and the public one through Traefik."""
+    s = ctx.settings
+    public = s.public_url.split("://", 1)[1]
+    return list(dict.fromkeys([public, s.public_host, f"{s.host('mlflow')}:{s.mlflow_port}",
+                               f"127.0.0.1:{s.mlflow_port}", f"localhost:{s.mlflow_port}"]))
 
 
 def backend_uri(ctx: Context) -> str:
@@ -44,7 +61,11 @@ def programs(ctx: Context) -> list[Program]:
         name="mlflow",
         command=[str(ctx.venv("mlflow") / "bin" / "mlflow"), "server",
                  "--host", s.bind_host, "--port", str(s.mlflow_port), "--workers", "1",
-                 "--serve-artifacts", "--artifacts-destination", f"s3://{ARTIFACT_BUCKET}/"],
+                 "--serve-artifacts", "--artifacts-destination", f"s3://{ARTIFACT_BUCKET}/",
+                 "--static-prefix", STATIC_PREFIX,
+                 "--allowed-hosts", ",".join(allowed_hosts(ctx)),
+                 # The UI's own POSTs come from the public origin (any localhost one is allowed).
+                 "--cors-allowed-origins", s.public_url],
         env=env,
         directory=ctx.data_dir("mlflow"),
     )]

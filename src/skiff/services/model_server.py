@@ -4,8 +4,9 @@ It serves whatever version ``MODEL_NAME@MODEL_ALIAS`` points to in MLflow and
 picks up a new one within ``MODEL_REFRESH_SECONDS``, so it starts (and is
 healthy) before any model exists: readiness is ``/healthz``; ``/readyz`` says
 whether a model is loaded. Its API takes only Keycloak bearer tokens with the
-``model-api`` audience (devices: client credentials of ``DEVICE_CLIENT_ID``). Predictions are captured through a spool on disk
-(``data/model-server/spool``) that a background thread publishes to Kafka.
+``model-api`` audience (devices: client credentials of ``DEVICE_CLIENT_ID``).
+Predictions are captured through a spool on disk (``data/model-server/spool``)
+that a background thread publishes to Kafka.
 """
 
 from __future__ import annotations

@@ -53,7 +53,6 @@ def programs(ctx: Context) -> list[Program]:
                  "--worker-class", "gthread", "--workers", str(WORKERS), "--threads", str(THREADS),
                  # gunicorn 25.1+ would open ~/.gunicorn/gunicorn.ctl, shared with the model server's.
                  "--no-control-socket",
-                 "--access-logfile", "-",
                  "serving.portal.app:create_app()"],
         env=env(ctx),
         directory=ctx.data_dir(NAME),
