@@ -36,9 +36,8 @@ PLATFORM_ROLES = ("admin", "data-engineer", "data-scientist", "citizen", "viewer
 WORKSPACE_ENV_PREFIX = "WORKSPACE_ENV_"
 REFUSED = (
     "Your account has no notebook workspace: notebooks are for the roles "
-    f"{', '.join(NOTEBOOK_ROLES)}. Ask a platform administrator for one of them "
-    "(skiff users add NAME --role ROLE); pipelines and dashboards stay open to you "
-    "from the platform's home page."
+    f"{', '.join(NOTEBOOK_ROLES)}. Ask a platform administrator for one of them; "
+    "what your role allows stays open to you from the platform's home page."
 )
 
 
@@ -120,8 +119,8 @@ c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(data_dir / "jupyterhub.pid")
 
-# The proxy runs on its own (a supervised program or a container) and outlives
-# hub restarts, so users' open notebooks keep working while the hub restarts.
+# The proxy runs on its own (a supervised program, or a container): the hub sets
+# its routes through its API and never starts or adopts it.
 c.ConfigurableHTTPProxy.should_start = False
 c.ConfigurableHTTPProxy.api_url = env("CONFIGPROXY_API_URL")
 c.ConfigurableHTTPProxy.auth_token = env("CONFIGPROXY_AUTH_TOKEN")

@@ -10,6 +10,7 @@ import html
 import json
 import re
 import secrets
+import ssl
 import subprocess
 import textwrap
 import time
@@ -157,14 +158,14 @@ def test_the_browser_login_goes_through_keycloak_and_ends_with_its_session(
     session ends.
     """
     s = stack.settings
-    ca = stack.root / "certs" / "ca.crt"
+    trust = ssl.create_default_context(cafile=str(stack.root / "certs" / "ca.crt"))
     public = airflow.public_url(stack)
     try:
-        httpx.get(f"{public}/api/v2/monitor/health", verify=str(ca), timeout=10).raise_for_status()
+        httpx.get(f"{public}/api/v2/monitor/health", verify=trust, timeout=10).raise_for_status()
     except (httpx.HTTPError, OSError) as exc:
         pytest.skip(f"Traefik does not serve {public} ({exc}): `skiff up traefik`")
     name, password = users["citizen"]
-    with httpx.Client(verify=str(ca), timeout=30) as web:
+    with httpx.Client(verify=trust, timeout=30) as web:
         start = web.get(f"{public}/auth/login")
         assert start.status_code == 307
         assert start.headers["location"].startswith(f"{s.keycloak_issuer}/protocol/openid-connect/auth?")

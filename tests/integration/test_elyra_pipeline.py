@@ -19,9 +19,11 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import compose_spec
 import httpx
 import pytest
 import yaml
@@ -31,6 +33,7 @@ from skiff.native.context import Context
 from skiff.pipelines import storage
 from skiff.pipelines.spec import NodeSpec
 from skiff.services import airflow, mlflow, s3, workspace
+from tests.unit.test_pipelines_dag import _interpolate
 
 pytestmark = pytest.mark.integration
 
@@ -222,7 +225,9 @@ def test_the_pipeline_exports_as_a_compose_file(jupyter: JupyterServer) -> None:
             "export_path": "pipelines/bracelet_training.yaml", "overwrite": True}
     resp = jupyter.http.post("/elyra/pipeline/export", json=body)
     assert resp.status_code == 201, resp.text
-    doc = yaml.safe_load((jupyter.home / "pipelines" / "bracelet_training.yaml").read_text())
+    text = (jupyter.home / "pipelines" / "bracelet_training.yaml").read_text()
+    doc = yaml.safe_load(_interpolate(text, {"S3_ACCESS_KEY": "key", "S3_SECRET_KEY": "secret"}))
+    compose_spec.PyCompose.from_json(json.dumps(doc)).validate()
     assert list(doc["services"]) == ["prepare-data", "train"]
     assert doc["services"]["train"]["depends_on"] == {
         "prepare-data": {"condition": "service_completed_successfully"}}
@@ -240,10 +245,24 @@ def _mlflow_runs(stack: Context, experiment: str, run_name: str) -> list[dict[st
     return list(found.json().get("runs", []))
 
 
+def _wait_for_new_version(api: httpx.Client, dag_id: str, since: datetime, timeout: float) -> dict[str, Any]:
+    """The DAG once Airflow has parsed the file written at ``since`` (a run must not get an older one)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = airflow_api.wait_for_dag(api, dag_id, timeout=timeout)
+        parsed = found.get("last_parsed_time")
+        if parsed and datetime.fromisoformat(parsed.replace("Z", "+00:00")) >= since:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"Airflow has not parsed the new {dag_id} after {timeout:.0f} s "
+                                 f"(last parsed {parsed})")
+        time.sleep(1)
+
+
 def test_the_bracelet_pipeline_runs_on_airflow_and_lands_in_mlflow_under_its_user(
         stack: Context, jupyter: JupyterServer) -> None:
     run_name = f"elyra-test-{uuid.uuid4().hex[:8]}"
-    submitted = time.monotonic()
+    submitted, submitted_at = time.monotonic(), datetime.now(UTC)
     resp = jupyter.http.post("/elyra/pipeline/schedule", json=_as_the_editor_sends_it(jupyter.home, run_name))
     assert resp.status_code == 200, resp.text
     answer = resp.json()
@@ -257,7 +276,7 @@ def test_the_bracelet_pipeline_runs_on_airflow_and_lands_in_mlflow_under_its_use
 
     api = airflow_api.client(stack)
     try:
-        found = airflow_api.wait_for_dag(api, dag_id, timeout=180)
+        found = _wait_for_new_version(api, dag_id, since=submitted_at, timeout=180)
         print(f"DAG {dag_id} in Airflow {time.monotonic() - submitted:.1f} s after the submission")
         assert found["owners"] == [USER]
         assert "owner:" + USER in {t["name"] for t in found["tags"]}

@@ -139,6 +139,8 @@ def test_native_users_get_a_local_server_with_the_workspace_settings(
     assert c.SimpleLocalProcessSpawner.home_dir_template == str(tmp_path / "data/users/{username}")
     assert c.Spawner.default_url == "/lab"
     assert "--allow-root" not in c.Spawner.args
+    # supervisord recognises the servers as the hub's (skiff down jupyterhub stops them).
+    assert {"SUPERVISOR_PROCESS_NAME", "SUPERVISOR_SERVER_URL"} <= set(c.Spawner.env_keep)
     env = c.Spawner.environment
     assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
     assert env["S3_SECRET_KEY"] == "s3-secret"
@@ -226,8 +228,13 @@ def test_compose_environment_gives_docker_spawner(
     assert c.JupyterHub.hub_connect_url == "http://jupyterhub:8081"
     assert c.ConfigurableHTTPProxy.api_url == "http://jupyterhub-proxy:8001"
     assert c.GenericOAuthenticator.authorize_url.startswith("https://localhost:8443/auth/realms/skiff/")
-    assert c.GenericOAuthenticator.token_url.startswith("http://keycloak:8080/auth/realms/skiff/")
-    assert c.Spawner.environment["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    # The hub calls Keycloak and the proxy where their own services listen.
+    kc = compose_doc["services"]["keycloak"]["environment"]
+    assert c.GenericOAuthenticator.token_url.startswith(
+        f"http://keycloak:{kc['KC_HTTP_PORT']}{kc['KC_HTTP_RELATIVE_PATH']}/realms/skiff/")
+    proxy = compose_doc["services"]["jupyterhub-proxy"]["command"]
+    assert c.ConfigurableHTTPProxy.api_url.endswith(":" + proxy[proxy.index("--api-port") + 1])
+    assert c.Spawner.environment["MLFLOW_TRACKING_URI"].startswith("http://mlflow:5000")
 
 
 def test_hub_image_pins_the_versions_file(root: Path, versions: dict[str, str]) -> None:

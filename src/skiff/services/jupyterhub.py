@@ -17,6 +17,7 @@ from ``user-workspace/`` on first spawn.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 from skiff.native import installing
@@ -30,6 +31,8 @@ PROXY = "jupyterhub-proxy"
 BASE_PATH = "/jupyter/"
 # Variables with this prefix reach every user's server without it (see the config).
 WORKSPACE_ENV_PREFIX = "WORKSPACE_ENV_"
+# configurable-http-proxy 5's "engines" in its package.json.
+NODE_MAJOR = 20
 
 
 def venv(ctx: Context) -> Path:
@@ -60,6 +63,12 @@ def install_proxy(ctx: Context) -> None:
         raise installing.InstallError(
             f"{PROXY}: Node.js and npm are needed for configurable-http-proxy "
             "(Debian: apt-get install nodejs npm)")
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
+    major = node.stdout.strip().lstrip("v").split(".")[0]
+    if not major.isdigit() or int(major) < NODE_MAJOR:
+        raise installing.InstallError(
+            f"{PROXY}: configurable-http-proxy needs Node.js {NODE_MAJOR} or newer, "
+            f"`node --version` says {node.stdout.strip() or node.stderr.strip()!r}")
     version = ctx.versions.configurable_http_proxy_version
     installing.step(PROXY, f"installing configurable-http-proxy {version} from npm into {dest}")
     dest.mkdir(parents=True, exist_ok=True)
