@@ -34,6 +34,9 @@ PLATFORM_ROLES = ("admin", "data-engineer", "data-scientist", "citizen", "viewer
 # Variables named WORKSPACE_ENV_<NAME> reach every user's server as <NAME>
 # (MLflow, S3...): the same mechanism in both modes, set by whoever starts the hub.
 WORKSPACE_ENV_PREFIX = "WORKSPACE_ENV_"
+# What supervisord gives its programs; it stops every process carrying them with
+# the program, children in sessions of their own included.
+SUPERVISOR_MARKERS = ("SUPERVISOR_PROCESS_NAME", "SUPERVISOR_SERVER_URL")
 REFUSED = (
     "Your account has no notebook workspace: notebooks are for the roles "
     f"{', '.join(NOTEBOOK_ROLES)}. Ask a platform administrator for one of them; "
@@ -194,8 +197,7 @@ if spawner_kind == "local":
         # jupyter-server refuses root unless told; containers and CI run as root.
         c.Spawner.args = [*c.Spawner.args, "--allow-root"]
     # supervisord finds a stopped hub's stray servers by these (skiff down jupyterhub).
-    c.Spawner.env_keep = ["PATH", "LANG", "LC_ALL", "SUPERVISOR_PROCESS_NAME",
-                          "SUPERVISOR_SERVER_URL"]
+    c.Spawner.env_keep = ["PATH", "LANG", "LC_ALL", *SUPERVISOR_MARKERS]
 
     def pre_spawn(spawner: Any) -> None:
         if seed_home(template, users_dir / spawner.user.name):
@@ -226,6 +228,8 @@ if cull_after > 0:
     c.JupyterHub.services = [{
         "name": "idle-culler",
         "command": [sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={cull_after}"],
+        # Natively: marked as the hub's, like the users' servers.
+        "environment": {k: os.environ[k] for k in SUPERVISOR_MARKERS if k in os.environ},
     }]
     c.JupyterHub.load_roles = [{
         "name": "idle-culler",

@@ -158,6 +158,8 @@ def test_a_training_request_on_kafka_triggers_one_run(stack: Context, api: httpx
     run = resp.json()
     assert run["conf"] == {"model_family": "random_forest", "seed": 7,
                            "hyperparameters": '{"n_estimators": 30}'}
+    # Triggered as the trigger's own realm user (role citizen), not as a person.
+    assert run["triggering_user_name"] == stack.settings.training_trigger_user
     # The invalid request was skipped (no run) and committed along with the good one.
     assert api.get(f"/dags/{DAG}/dagRuns/{run_id(TOPIC, bad.partition, bad.offset)}").status_code == 404
     deadline = time.monotonic() + 30

@@ -20,7 +20,7 @@ def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
     root = Path(__file__).resolve().parents[2]
     for name, value in {"POSTGRES_PASSWORD": "x", "MLFLOW_DB_PASSWORD": "x", "AIRFLOW_DB_PASSWORD": "x",
                         "S3_ACCESS_KEY": "x", "S3_SECRET_KEY": "x", "KAFKA_CLUSTER_ID": "x",
-                        "AIRFLOW_ADMIN_PASSWORD": "x", "AIRFLOW_JWT_SECRET": "x",
+                        "TRAINING_TRIGGER_PASSWORD": "x", "AIRFLOW_JWT_SECRET": "x",
                         "AIRFLOW_API_SECRET_KEY": "x", "AIRFLOW_FERNET_KEY": "x",
                         "BIND_HOST": "127.0.0.1", "MODEL_SERVER_PORT": "8123",
                         "MODEL_ALIAS": "staging"}.items():

@@ -251,3 +251,15 @@ def test_the_example_notebook_is_the_one_airflow_runs(root: Path) -> None:
     example = root / "user-workspace" / "notebooks" / "bracelet_train.ipynb"
     assert example.read_bytes() == (root / "notebooks" / "bracelet_train.ipynb").read_bytes(), \
         "user-workspace/notebooks/bracelet_train.ipynb differs from notebooks/: copy it again"
+
+
+def test_idle_servers_are_culled_by_a_service_supervisord_knows(
+        root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    marks = {"SUPERVISOR_PROCESS_NAME": "jupyterhub", "SUPERVISOR_SERVER_URL": "unix:///x.sock"}
+    c, _ = load(root, monkeypatch, {**native_env(tmp_path), **marks,
+                                    "JUPYTERHUB_CULL_IDLE_SECONDS": "600"})
+    (culler,) = c.JupyterHub.services
+    assert "--timeout=600" in culler["command"]
+    assert culler["environment"] == marks
+    c, _ = load(root, monkeypatch, {**native_env(tmp_path), "JUPYTERHUB_CULL_IDLE_SECONDS": "0"})
+    assert "services" not in c.JupyterHub
