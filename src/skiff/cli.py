@@ -171,6 +171,8 @@ def up(services: tuple[str, ...], native: bool, use_compose: bool) -> None:
         _fail(str(exc))
     _print_rows(rows)
     out.print(f"up in {time.monotonic() - t0:.1f}s (native; state in {ctx.state})")
+    if not services:
+        _print_front_door(ctx)
 
 
 @main.command()
@@ -337,7 +339,7 @@ def demo(site: str, rate: float, duration: float, model_family: str) -> None:
             _fail(f"no version of {s.model_name} holds @{s.model_alias} after training")
         assert champ is not None
         out.print(f"@{s.model_alias} is version {champ['version']};  MLflow UI: "
-                  f"{d.mlflow.tracking_uri(ctx)}/#/models/{s.model_name}")
+                  f"{s.public_url}/mlflow/#/models/{s.model_name}")
 
         out.rule("3. Serve: the model server follows the champion")
         with err.status(f"waiting for the model server to serve version {champ['version']}"):
@@ -358,8 +360,24 @@ def demo(site: str, rate: float, duration: float, model_family: str) -> None:
     except (d.DemoError, d.AirflowError, httpx.HTTPError) as exc:
         _fail(str(exc))
     out.print(f"demo finished in {time.monotonic() - t_start:.0f}s")
+    _print_front_door(ctx)
     if report.errors or cap.captured != cap.answered:
         sys.exit(1)
+
+
+def _print_front_door(ctx: Context) -> None:
+    """The one address and a login to use it with (the platform admin from .env)."""
+    s = ctx.settings
+    cert, _ = s.tls_files(ctx.root)
+    out.rule("The platform")
+    out.print(f"open [bold]{s.public_url}/[/]  (JupyterLab /jupyter/, Airflow /airflow/, "
+              f"MLflow /mlflow/, model API /model/)")
+    out.print(f"sign in as [bold]{s.platform_admin_user}[/], password "
+              f"[bold]{s.platform_admin_password.get_secret_value()}[/] (PLATFORM_ADMIN_PASSWORD in .env); "
+              f"add people with `skiff users add NAME --team T --role R`")
+    if not s.tls_cert_file:
+        out.print(f"the certificate is signed by this platform's own CA: trust {cert.parent / 'ca.crt'} "
+                  f"in your browser, or accept the warning once")
 
 
 # Users, roles and teams in Keycloak (skiff/users.py).

@@ -130,3 +130,26 @@ def test_down_stops_children_that_ignore_sigterm(ctx: Context) -> None:
     leftovers = [p for p in psutil.process_iter(["cmdline"])
                  if p.info["cmdline"] and p.info["cmdline"][:2] in (["sleep", "500"], ["sleep", "400"])]
     assert leftovers == []
+
+
+def test_a_running_service_whose_settings_changed_restarts_when_another_is_started(
+        ctx: Context) -> None:
+    port = _free_port()
+    web = _listening(port)
+    registry = {"web": web}
+    launcher.up(ctx, registry=registry)
+    before = Supervisor(ctx).all_info()["web"].pid
+
+    # Same service, new environment: supervisord sees a changed program.
+    changed = Service(**{**web.__dict__, "programs": lambda c: [
+        Program("web", [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+                env={"SKIFF_TEST_GENERATION": "2"})]})
+    other = Service(name="other", description="another service",
+                    programs=lambda c: [Program("other", ["sh", "-c", "exec sleep 600"])],
+                    ready=lambda c: None, url=lambda c: "-", ports=lambda c: [], start_timeout=10)
+    launcher.up(ctx, ["other"], registry={"web": changed, "other": other})
+
+    info = Supervisor(ctx).all_info()
+    assert info["web"].state == "RUNNING", "the changed program was left stopped"
+    assert info["web"].pid != before, "the changed program kept its old process"
+    launcher.down(ctx, registry={"web": changed, "other": other})

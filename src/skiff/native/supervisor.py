@@ -132,10 +132,16 @@ class Supervisor:
             for name in removed:
                 self.rpc.stopProcessGroup(name, True)
                 self.rpc.removeProcessGroup(name)
+            running = {i["group"] for i in self.rpc.getAllProcessInfo()
+                       if i["statename"] in ("STARTING", "RUNNING", "BACKOFF")}
             for name in changed:
                 self.rpc.stopProcessGroup(name, True)
                 self.rpc.removeProcessGroup(name)
                 self.rpc.addProcessGroup(name)
+                # A running program whose settings changed restarts with them, rather than
+                # being left stopped behind a service the caller did not ask to start.
+                if name in running:
+                    self.rpc.startProcessGroup(name, True)
             for name in added:
                 self.rpc.addProcessGroup(name)
             return

@@ -216,6 +216,8 @@ def bootstrap(ctx: Context) -> None:
     except KeycloakError as exc:
         raise RuntimeError(f"airflow: bootstrap of its Keycloak authorization failed: "
                            f"{kc.describe(exc)}") from exc
+    except kc.UserError as exc:  # e.g. TRAINING_TRIGGER_USER is no valid user name
+        raise RuntimeError(f"airflow: {exc}") from exc
 
 
 def url(ctx: Context) -> str:
