@@ -95,7 +95,9 @@ def test_one_login_opens_jupyterlab_elyra_airflow_and_mlflow(
     card = "[title*='Pipeline Editor'], .jp-LauncherCard[data-category='Elyra']"
     wait_for(browser, card)
     browser.find_element(By.CSS_SELECTOR, card).click()
-    wait_for(browser, ".pipeline-editor, [class*='pipeline-editor']", timeout=60)
+    # The empty canvas of Elyra's editor says how to start.
+    WebDriverWait(browser, 90).until(
+        lambda d: "Start your new pipeline" in d.find_element(By.TAG_NAME, "body").text)
     browser.save_screenshot(str(shots / "elyra-pipeline-editor.png"))
 
     # Same Keycloak session: no second password for Airflow or MLflow.
