@@ -39,10 +39,17 @@ def stack(ctx: Context) -> Iterator[Context]:
     if all(r.health == "healthy" for r in rows):
         yield ctx
         return
+    # Only what this session starts is stopped at its end: services someone was
+    # already running (a developer's stack, half up) stay as they were.
+    running_before = {r.service for r in rows if r.state == "running"}
     try:
         launcher.up(ctx)
     except launcher.ServiceError as exc:
         pytest.fail(f"the native stack did not come up: {exc}\n{exc.log_tail}", pytrace=False)
     yield ctx
-    if not os.environ.get("SKIFF_KEEP_STACK"):
+    if os.environ.get("SKIFF_KEEP_STACK"):
+        return
+    if not running_before:
         launcher.down(ctx)
+    else:
+        launcher.down(ctx, [r.service for r in rows if r.service not in running_before])

@@ -68,6 +68,17 @@ def wait_for(driver: WebDriver, css: str, timeout: float = 90) -> None:
             f"{driver.find_element(By.TAG_NAME, 'body').text[:800]}") from None
 
 
+def wait_for_text(driver: WebDriver, text: str, timeout: float = 90) -> None:
+    """Wait until the page shows ``text``; on timeout, say where we were and what it showed."""
+    try:
+        WebDriverWait(driver, timeout).until(
+            lambda d: text.lower() in d.find_element(By.TAG_NAME, "body").text.lower())
+    except TimeoutException:
+        raise AssertionError(
+            f"{text!r} did not appear within {timeout:.0f}s on {driver.current_url}\n"
+            f"{driver.find_element(By.TAG_NAME, 'body').text[:800]}") from None
+
+
 def keycloak_login(driver: WebDriver, user: str, password: str) -> None:
     wait_for(driver, "#username")
     assert "/auth/realms/skiff/" in driver.current_url, driver.current_url
@@ -96,26 +107,24 @@ def test_one_login_opens_jupyterlab_elyra_airflow_and_mlflow(
     wait_for(browser, card)
     browser.find_element(By.CSS_SELECTOR, card).click()
     # The empty canvas of Elyra's editor says how to start.
-    WebDriverWait(browser, 90).until(
-        lambda d: "Start your new pipeline" in d.find_element(By.TAG_NAME, "body").text)
+    wait_for_text(browser, "Start your new pipeline")
     browser.save_screenshot(str(shots / "elyra-pipeline-editor.png"))
 
     # Same Keycloak session: no second password for Airflow or MLflow.
     browser.get(f"{public}/airflow/")
     if "/auth/realms/skiff/" in browser.current_url and browser.find_elements(By.ID, "username"):
         pytest.fail("Airflow asked for the password again: the Keycloak session was not reused")
-    WebDriverWait(browser, 90).until(lambda d: "DAGs" in d.find_element(By.TAG_NAME, "body").text)
+    wait_for_text(browser, "Dags")
     assert browser.current_url.startswith(f"{public}/airflow"), browser.current_url
     browser.save_screenshot(str(shots / "airflow.png"))
 
     browser.get(f"{public}/mlflow/")
-    WebDriverWait(browser, 90).until(
-        lambda d: "Experiments" in d.find_element(By.TAG_NAME, "body").text)
+    wait_for_text(browser, "Experiments")
     assert browser.current_url.startswith(f"{public}/mlflow"), browser.current_url
     browser.save_screenshot(str(shots / "mlflow.png"))
 
     browser.get(f"{public}/")
-    WebDriverWait(browser, 60).until(lambda d: user in d.find_element(By.TAG_NAME, "body").text)
+    wait_for_text(browser, user)
     page = browser.find_element(By.TAG_NAME, "body").text
     for service in ("JupyterHub", "Airflow", "MLflow"):
         assert service in page, f"landing page does not list {service}"
@@ -128,8 +137,7 @@ def test_logging_out_of_keycloak_ends_the_mlflow_session(
     user, password = scientist
     browser.get(f"{public}/mlflow/")
     keycloak_login(browser, user, password)
-    WebDriverWait(browser, 90).until(
-        lambda d: "Experiments" in d.find_element(By.TAG_NAME, "body").text)
+    wait_for_text(browser, "Experiments")
 
     browser.get(f"{public}/oauth2/logout")
     # Keycloak may ask to confirm the logout.
