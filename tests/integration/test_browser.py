@@ -14,7 +14,11 @@ from pathlib import Path
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -71,7 +75,9 @@ def wait_for(driver: WebDriver, css: str, timeout: float = 90) -> None:
 def wait_for_text(driver: WebDriver, text: str, timeout: float = 90) -> None:
     """Wait until the page shows ``text``; on timeout, say where we were and what it showed."""
     try:
-        WebDriverWait(driver, timeout).until(
+        # Redirects replace the page under us: a vanished body is asked for again.
+        WebDriverWait(driver, timeout, ignored_exceptions=(
+            NoSuchElementException, StaleElementReferenceException)).until(
             lambda d: text.lower() in d.find_element(By.TAG_NAME, "body").text.lower())
     except TimeoutException:
         raise AssertionError(
