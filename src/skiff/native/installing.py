@@ -6,6 +6,7 @@ a finished one is skipped. Progress goes to the console through ``step``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -13,6 +14,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -150,6 +153,19 @@ def _writable_copy(source: Path, dest: Path) -> None:
             shutil.copyfile(Path(folder) / name, here / name, follow_symlinks=False)
 
 
+@contextmanager
+def install_lock(dest: Path) -> Iterator[None]:
+    """One install into ``dest`` at a time: the cache is shared by every checkout, and a
+    second `skiff install` must wait rather than run pip or unpack over one in progress."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with dest.with_name(dest.name + ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def venv(component: str, dest: Path, requirements: Path, python: str = sys.executable) -> Path:
     """A venv from one requirements file (the same file the image's Dockerfile uses).
 
@@ -159,14 +175,22 @@ def venv(component: str, dest: Path, requirements: Path, python: str = sys.execu
     wanted = requirements.read_text()
     if stamp.is_file() and stamp.read_text() == wanted:
         return dest
+    with install_lock(dest):
+        # Whoever held the lock may have just installed the same requirements.
+        if stamp.is_file() and stamp.read_text() == wanted:
+            return dest
+        _build_venv(component, dest, requirements, python)
+        stamp.write_text(wanted)
+    return dest
+
+
+def _build_venv(component: str, dest: Path, requirements: Path, python: str) -> None:
     step(component, f"installing {requirements.relative_to(requirements.parents[2])} into {dest}")
     if not (dest / "bin" / "python").exists():
         run(component, [python, "-m", "venv", str(dest)])
         run(component, [str(dest / "bin/python"), "-m", "pip", "install", "-q", "-U", "pip"])
     run(component, [str(dest / "bin/python"), "-m", "pip", "install", "-r", str(requirements)],
         log=dest / "install.log")
-    stamp.write_text(wanted)
-    return dest
 
 
 def download(component: str, url: str, dest: Path, *, sha1_url: str | None = None) -> Path:

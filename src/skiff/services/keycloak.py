@@ -19,13 +19,10 @@ with .env afterwards and creates the platform's first user.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
 import tarfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -77,25 +74,12 @@ def home(ctx: Context) -> Path:
     return ctx.data_dir(NAME) / "home"
 
 
-@contextmanager
-def _install_lock(dest: Path) -> Iterator[None]:
-    """One install of a given build at a time: the cache is shared by every checkout,
-    and a second `skiff up` must wait rather than unpack over a build in progress."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with dest.with_name(dest.name + ".lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def install(ctx: Context) -> None:
     require_java(NAME)
     dest = dist(ctx)
     if installing.is_installed(dest):
         return
-    with _install_lock(dest):
+    with installing.install_lock(dest):
         _install(ctx, dest)
 
 
