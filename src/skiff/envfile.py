@@ -55,6 +55,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "PORTAL_COOKIE_SECRET": lambda: secrets.token_urlsafe(32),
     "JUPYTERHUB_CRYPT_KEY": lambda: secrets.token_hex(32),
     "CONFIGPROXY_AUTH_TOKEN": _token,
+    "REDIS_PASSWORD": _token,
 }
 
 

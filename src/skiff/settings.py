@@ -46,6 +46,9 @@ class Versions(BaseSettings):
     jupyterlab_version: str
     elyra_version: str
     configurable_http_proxy_version: str
+    spark_version: str
+    ignite_version: str
+    redis_version: str
 
     @classmethod
     def load(cls, root: Path) -> Versions:
@@ -71,6 +74,9 @@ class Settings(BaseSettings):
     keycloak_host: str | None = None
     portal_host: str | None = None
     jupyterhub_host: str | None = None
+    spark_host: str | None = None
+    ignite_host: str | None = None
+    redis_host: str | None = None
 
     # The one public address (Traefik, TLS): https://PUBLIC_HOST:HTTPS_PORT/.
     public_host: str = "localhost"
@@ -148,6 +154,21 @@ class Settings(BaseSettings):
     jupyterhub_hub_port: int = 8081
     jupyterhub_crypt_key: SecretStr
     configproxy_auth_token: SecretStr
+
+    # Spark standalone: the master's RPC and web UI ports, each worker's web UI, and
+    # what one worker offers to executors.
+    spark_master_port: int = 7077
+    spark_master_web_port: int = 8380
+    spark_worker_web_port: int = 8381
+    spark_worker_cores: int = 2
+    spark_worker_memory: str = "2g"
+
+    # Apache Ignite: the in-memory store of device/patient profiles (thin-client port).
+    ignite_port: int = 10800
+
+    # Redis: the broker of Airflow's Celery workers.
+    redis_port: int = 6379
+    redis_password: SecretStr
 
     @classmethod
     def load(cls, root: Path) -> Settings:
