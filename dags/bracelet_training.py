@@ -11,6 +11,12 @@ kernel and logs the executed notebook to the MLflow run; ``evaluate_and_promote`
 scores the new version and the champion on the Cleveland held-out rows and moves
 the alias only if the candidate is not worse (``skiff.bracelet.promotion``).
 
+A run with ``gpu: true`` in its conf trains on the ``gpu`` queue's worker (a
+machine with a GPU); otherwise, and for the nightly runs, on the default queue.
+A task's queue is fixed before it runs, so the choice is made by Skiff's Airflow
+policy (``skiff.airflow_policy``) as the run's task instances are created, for
+the task marked ``GPU_WHEN_REQUESTED``.
+
 Environment (airflow_env natively, docker-compose.yml in Compose):
 MLFLOW_TRACKING_URI, CASSANDRA_HOST/PORT, S3_HOST/PORT/ACCESS_KEY/SECRET_KEY/REGION,
 MODEL_NAME and MODEL_ALIAS (defaults "bracelet", "champion"), as in .env.
@@ -24,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
+
+from skiff.airflow_policy import GPU_PARAM, GPU_WHEN_REQUESTED
 
 FAMILIES = ["logistic_regression", "random_forest", "gradient_boosting"]
 METRICS = ["roc_auc", "accuracy", "f1"]
@@ -123,6 +131,9 @@ def _captured_rows(model_name: str) -> tuple[list[dict[str, Any]], int]:
                                          "labelled rows: a local path or s3://bucket/key"),
         "model_name": Param(os.environ.get("MODEL_NAME", "bracelet"), type="string",
                             description="registered model; captured rows of this model are used"),
+        GPU_PARAM: Param(False, type="boolean",
+                         description="train on a GPU worker (the gpu queue); the run waits "
+                                     "until one is up"),
     },
 )
 def bracelet_training():
@@ -167,7 +178,7 @@ def bracelet_training():
                                 content_type="text/csv")
         return {"data_source": f"s3://{DATASETS_BUCKET}/{key}", **summary}
 
-    @task(execution_timeout=timedelta(minutes=20))
+    @task(execution_timeout=timedelta(minutes=20), executor_config=GPU_WHEN_REQUESTED)
     def train(prepared: dict[str, Any]) -> dict[str, Any]:
         """Papermill runs the notebook; the executed notebook goes to the MLflow run."""
         import json

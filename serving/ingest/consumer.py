@@ -15,11 +15,14 @@ so the native service's probe knows the consumer has joined its group.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,13 +33,23 @@ from skiff.bracelet.events import TOPIC
 
 log = logging.getLogger("serving.ingest")
 
-BATCH_SIZE = 500
+BATCH_SIZE = 2000
+# Batches in flight at most: one being written, one polled and waiting for the writer.
+PIPELINE = 2
 POLL_MS = 1000
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
 # While a failure lasts, log it at most this often.
 LOG_EVERY = 60.0
 # With nothing to do, say so this often (per-batch lines stop when idle).
 IDLE_LOG_EVERY = 300.0
+
+
+def _wait_quietly(future: Future[Any]) -> bool:
+    """Wait for a batch that is being abandoned (its outcome no longer matters)."""
+    # The batch before it failed: it is replayed whatever its own outcome.
+    with contextlib.suppress(Exception):
+        future.result()
+    return True
 
 
 class ReadyFile:
@@ -218,29 +231,50 @@ class IngestConsumer:
                  self.endpoints.kafka, self.endpoints.cassandra_host, self.endpoints.cassandra_port)
         failures = Failures()
         idle_since = last_idle_log = time.monotonic()
-        try:
-            while not self.stop.is_set():
-                records = from_polled(consumer.poll(timeout_ms=POLL_MS, max_records=self.batch_size))
-                if not records:
-                    now = time.monotonic()
-                    if now - max(idle_since, last_idle_log) >= IDLE_LOG_EVERY:
-                        last_idle_log = now
-                        log.info("idle for %.0fs, lag %s messages", now - idle_since, lag(consumer))
-                    continue
-                t0 = time.monotonic()
+        # One thread writes, in poll order, while this one fetches the next batch: Kafka's
+        # fetch and Cassandra's write overlap instead of taking turns. Offsets are still
+        # committed here (kafka-python's consumer is not thread-safe), in order, and
+        # only for batches Cassandra acknowledged.
+        writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write")
+        in_flight: deque[tuple[list[Any], float, Future[BatchResult]]] = deque()
+
+        def settle(block: bool) -> None:
+            """Commit the finished batches at the head; on a failure rewind past all in flight."""
+            while in_flight and (block or in_flight[0][2].done()):
+                records, t0, future = in_flight.popleft()
                 try:
-                    result = process_batch(records, writer, dead_letters)
+                    result = future.result()
                 except Exception as exc:  # Cassandra or the DLQ: nothing committed, read it again
-                    self._rewind(consumer, records)
+                    later = [r for batch, _, f in in_flight for r in batch if _wait_quietly(f)]
+                    in_flight.clear()
+                    self._rewind(consumer, records + later)
                     self.stop.wait(failures.failed(f"batch of {len(records)}", exc))
-                    continue
+                    return
                 failures.recovered()
                 # A batch Cassandra acknowledged is committed even when a stop was asked meanwhile.
                 self._commit(consumer, result.offsets)
                 log.info("%s", describe(result, time.monotonic() - t0, lag(consumer)))
+
+        try:
+            while not self.stop.is_set():
+                settle(block=len(in_flight) >= PIPELINE)
+                if len(in_flight) >= PIPELINE:
+                    continue
+                records = from_polled(consumer.poll(timeout_ms=POLL_MS if not in_flight else 50,
+                                                    max_records=self.batch_size))
+                if not records:
+                    now = time.monotonic()
+                    if not in_flight and now - max(idle_since, last_idle_log) >= IDLE_LOG_EVERY:
+                        last_idle_log = now
+                        log.info("idle for %.0fs, lag %s messages", now - idle_since, lag(consumer))
+                    continue
+                in_flight.append((records, time.monotonic(),
+                                  writes.submit(process_batch, records, writer, dead_letters)))
                 idle_since = time.monotonic()
+            settle(block=True)
         finally:
             log.info("stopping: leaving group %s", self.group)
+            writes.shutdown(wait=True)
             self.ready.remove()
             for close in (lambda: consumer.close(autocommit=False), producer.close, cluster.shutdown):
                 try:

@@ -1,6 +1,7 @@
 """The REST API's request and response shapes, without Flask.
 
 Each step of a request is one function: :func:`parse_predict` (bytes -> records),
+:func:`fill_records` (records naming a patient -> completed from the profile),
 :func:`validate_records` (records -> clean records, against the served model's
 schema), then the model predicts, and :func:`predictions_body` serialises. Every
 error is an :class:`ApiError`, rendered by :func:`error_body` as one JSON shape:
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from serving.model_server.profiles import ProfileStoreUnavailable
+from skiff.bracelet import profiles
 from skiff.bracelet.features import FeatureSchema
 
 # One request is one SQLite transaction and one ONNX run: keep it bounded.
@@ -90,6 +93,49 @@ def parse_predict(body: bytes) -> PredictRequest:
     if len(records) > MAX_RECORDS:
         raise bad_request(f"at most {MAX_RECORDS} records per request, got {len(records)}")
     return PredictRequest(records, single)
+
+
+def fill_records(records: Sequence[Any], lookup: Callable[[list[str]], Mapping[str, Mapping[str, Any]]],
+                 names: Collection[str]) -> list[Any]:
+    """Records that name a patient (``patient_id``) completed from the patient's profile.
+
+    The record's own fields win over the profile's. Records without an id pass
+    through untouched (and cost no lookup); so do non-objects, for validation to
+    reject. A malformed id is a 422, an id without a profile a 404, both naming
+    the record and the id; ``lookup`` raising ProfileStoreUnavailable is a 503.
+    """
+    ids: dict[int, str] = {}
+    bad: dict[str, dict[str, str]] = {}
+    for index, record in enumerate(records):
+        if not isinstance(record, Mapping):
+            continue
+        try:
+            pid = profiles.patient_id(record)
+        except ValueError as exc:
+            bad[str(index)] = {profiles.ID_FIELD: str(exc)}
+            continue
+        if pid is not None:
+            ids[index] = pid
+    if bad:
+        raise ApiError(422, "invalid_input", f"{len(bad)} record{'s have' if len(bad) > 1 else ' has'} "
+                       f"a malformed {profiles.ID_FIELD}; see fields", bad)
+    if not ids:
+        return list(records)
+    try:
+        found = lookup(list(dict.fromkeys(ids.values())))
+    except ProfileStoreUnavailable as exc:
+        raise ApiError(503, "profiles_unavailable",
+                       f"patient profiles cannot be read now: {exc}") from exc
+    unknown = {str(i): {profiles.ID_FIELD: f"no profile for patient {pid!r}"}
+               for i, pid in ids.items() if pid not in found}
+    if unknown:
+        names_list = sorted({ids[int(i)] for i in unknown})
+        shown = ", ".join(repr(n) for n in names_list[:5]) + (", ..." if len(names_list) > 5 else "")
+        raise ApiError(404, "unknown_patient", f"no profile for {profiles.ID_FIELD} {shown}", unknown)
+    filled = list(records)
+    for index, pid in ids.items():
+        filled[index] = profiles.fill(records[index], found[pid], names)
+    return filled
 
 
 def validate_records(schema: FeatureSchema, records: Sequence[Any]) -> list[dict[str, float | None]]:

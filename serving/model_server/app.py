@@ -18,11 +18,12 @@ from typing import Any
 from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from serving.model_server import api, metrics, openapi
+from serving.model_server import api, download, metrics, openapi
 from serving.model_server.auth import AuthConfig, TokenValidator
 from serving.model_server.capture import Publisher, Spool, kafka_producer, prediction_messages
 from serving.model_server.config import Config
 from serving.model_server.model import LoadedModel, ModelHolder, load_version
+from serving.model_server.profiles import IgniteProfiles, ProfileSource
 from serving.model_server.registry import Registry
 from skiff.bracelet.events import Label, Prediction, now
 from skiff.bracelet.features import FeatureSchema
@@ -41,6 +42,7 @@ class ServerState:
     spool: Spool
     publisher: Publisher
     registry: Registry
+    profiles: ProfileSource
 
     def close(self) -> None:
         """Stop the threads; the publisher first sends what it has in hand."""
@@ -48,6 +50,9 @@ class ServerState:
         self.publisher.stop()
         self.registry.close()
         self.spool.close()
+        close_profiles = getattr(self.profiles, "close", None)
+        if close_profiles is not None:
+            close_profiles()
 
 
 def build_state(config: Config) -> ServerState:
@@ -63,7 +68,9 @@ def build_state(config: Config) -> ServerState:
     publisher = Publisher(spool, lambda: kafka_producer(config.kafka_bootstrap),
                           on_published=metrics.PUBLISHED.inc,
                           on_failure=lambda exc: metrics.PUBLISH_FAILURES.inc())
-    return ServerState(config, holder, spool, publisher, registry)
+    profiles = IgniteProfiles(config.ignite_host, config.ignite_port, config.ignite_password,
+                              timeout=config.ignite_timeout)
+    return ServerState(config, holder, spool, publisher, registry, profiles)
 
 
 def serving_model(state: ServerState) -> LoadedModel:
@@ -92,7 +99,9 @@ def predict(state: ServerState) -> dict[str, Any]:
     req = api.parse_predict(request.get_data(cache=False))
     # Read the reference once: this request uses one model version throughout.
     model = serving_model(state)
-    clean = api.validate_records(model.schema, req.records)
+    # Events capture the filled records: what the model saw, not what the device sent.
+    records = api.fill_records(req.records, state.profiles.get_many, model.schema.names)
+    clean = api.validate_records(model.schema, records)
     results = model.predict(clean)
     at = now()
     events = [Prediction(uuid.uuid4(), at, model.name, model.version, values, label, probability)
@@ -176,6 +185,14 @@ def create_app(config: Config | None = None, validator: TokenValidator | None = 
     @app.post("/v1/feedback")
     def feedback_view() -> tuple[Response, int]:
         return jsonify(feedback(state)), 202
+
+    @app.get("/v1/model")
+    def model_view() -> Response:
+        return jsonify(download.model_info(serving_model(state)))
+
+    @app.get("/v1/model/onnx")
+    def model_onnx_view() -> Response:
+        return download.onnx_response(serving_model(state), request)
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -21,6 +21,12 @@ class Config:
     refresh_seconds: float = 5.0
     kafka_bootstrap: str = "127.0.0.1:9092"
     spool_dir: Path = Path("spool")
+    # Patient profiles (online features): Ignite's thin-client address and password.
+    ignite_host: str = "127.0.0.1"
+    ignite_port: int = 10800
+    ignite_password: str | None = field(default=None, repr=False)
+    # Per lookup: a request waits at most this long on Ignite before its 503.
+    ignite_timeout: float = 2.0
     # Off in unit tests of the app: no threads, nothing talks to MLflow or Kafka.
     background: bool = True
 
@@ -34,4 +40,8 @@ class Config:
             refresh_seconds=float(env.get("MODEL_REFRESH_SECONDS", cls.refresh_seconds)),
             kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS", cls.kafka_bootstrap),
             spool_dir=Path(env.get("CAPTURE_SPOOL_DIR", str(cls.spool_dir))),
+            ignite_host=env.get("IGNITE_HOST", cls.ignite_host),
+            ignite_port=int(env.get("IGNITE_PORT", cls.ignite_port)),
+            ignite_password=env.get("IGNITE_PASSWORD") or None,
+            ignite_timeout=float(env.get("IGNITE_TIMEOUT_SECONDS", cls.ignite_timeout)),
         )

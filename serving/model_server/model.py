@@ -11,11 +11,13 @@ model or mixes two versions. A version that fails to load leaves the old one ser
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol
 
 import yaml
@@ -31,12 +33,28 @@ class Predictor(Protocol):
 
 
 @dataclass(frozen=True)
+class OnnxFile:
+    """The served version's ONNX file as the registry holds it, for devices to download."""
+
+    data: bytes
+    # Where it lies under the version's artifacts (MLmodel's onnx flavor ``data``).
+    path: str = "model.onnx"
+    # MLmodel's ``signature`` (inputs/outputs as MLflow logged them), when there is one.
+    signature: dict[str, Any] | None = None
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     name: str
     version: str
     schema: FeatureSchema
     predictor: Predictor
     loaded_at: float = field(default_factory=time.time)
+    onnx: OnnxFile | None = None
 
     def predict(self, clean: Sequence[dict[str, float | None]]) -> list[tuple[int, float]]:
         return self.predictor.predict([self.schema.row(c) for c in clean])
@@ -83,15 +101,19 @@ def load_version(registry: Registry, mv: ModelVersion) -> LoadedModel:
         raise LoadError(f"{mv.name} version {mv.version} has no onnx flavor "
                         f"(flavors: {sorted(mlmodel.get('flavors') or {})})")
     schema = feature_schema(mlmodel, fetch)
+    onnx_path = onnx_flavor.get("data", "model.onnx")
+    onnx_bytes = fetch(onnx_path)
     try:
-        predictor = OnnxPredictor(fetch(onnx_flavor.get("data", "model.onnx")), len(schema.names))
+        predictor = OnnxPredictor(onnx_bytes, len(schema.names))
         # A trial run before the swap: a model that loads but cannot predict never serves.
         predictor.predict([[f.minimum for f in schema.features]])
     except RegistryError:
         raise
     except Exception as exc:
         raise LoadError(f"{mv.name} version {mv.version}: {type(exc).__name__}: {exc}") from exc
-    return LoadedModel(mv.name, mv.version, schema, predictor)
+    signature = mlmodel.get("signature")
+    onnx = OnnxFile(onnx_bytes, onnx_path, signature if isinstance(signature, dict) else None)
+    return LoadedModel(mv.name, mv.version, schema, predictor, onnx=onnx)
 
 
 class ModelHolder:

@@ -10,6 +10,7 @@ from typing import Any
 
 from serving.model_server.api import MAX_RECORDS
 from skiff import __version__
+from skiff.bracelet import profiles
 from skiff.bracelet.features import Feature, FeatureSchema
 
 
@@ -50,6 +51,39 @@ def document(schema: FeatureSchema, model_name: str, model_version: str | None) 
         "required": list(schema.names),
         "additionalProperties": False,
     }
+    by_patient = {
+        "type": "object",
+        "description": f"A patient's id, and any features measured now. The server fills the features "
+                       f"left out from the patient's profile (Apache Ignite cache {profiles.CACHE}); "
+                       "fields in the request win over the profile's, null included. Static record data "
+                       f"({', '.join(profiles.PROFILE_FEATURES)}) normally comes from the profile; "
+                       f"vitals ({', '.join(profiles.VITALS)}) from the device, the profile holding "
+                       "the last clinical measurement. The filled record is validated and captured "
+                       "as a full record would be.",
+        "properties": {profiles.ID_FIELD: {"type": "string", "minLength": 1,
+                                           "maxLength": profiles.MAX_ID_LENGTH,
+                                           "description": "the id the profile is stored under"},
+                       **{f.name: feature_property(f) for f in schema.features}},
+        "required": [profiles.ID_FIELD],
+        "additionalProperties": False,
+    }
+    any_record = {"anyOf": [{"$ref": "#/components/schemas/Record"},
+                            {"$ref": "#/components/schemas/PatientRecord"}]}
+    model_info = {
+        "type": "object", "required": ["name", "version", "onnx", "input", "feature_schema"],
+        "properties": {
+            "name": {"type": "string"}, "version": {"type": "string"},
+            "onnx": {"type": "object", "description": "GET path, artifact file name, SHA-256 and size "
+                     "of the ONNX file", "properties": {
+                         "path": {"type": "string"}, "file": {"type": "string"},
+                         "sha256": {"type": "string"}, "size": {"type": "integer"}}},
+            "input": {"type": "object", "description": "The ONNX input: float32 [N, columns] in this "
+                      "column order, NaN where a nullable feature was not measured"},
+            "outputs": {"type": "object"},
+            "feature_schema": {"type": "object", "description": "Names, ranges, codes, nullability"},
+            "signature": {"type": ["object", "null"], "description": "MLflow's logged signature"},
+        },
+    }
     prediction_fields: dict[str, Any] = {
         "request_id": {"type": "string", "format": "uuid",
                        "description": "Quote it in /v1/feedback to report the true label."},
@@ -73,8 +107,8 @@ def document(schema: FeatureSchema, model_name: str, model_version: str | None) 
             "/v1/predict": {"post": {
                 "summary": "Predict one record or a batch",
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "oneOf": [
-                        {"$ref": "#/components/schemas/Record"},
+                    "anyOf": [
+                        any_record,
                         {"type": "object", "required": ["records"], "additionalProperties": False,
                          "properties": {"records": {"$ref": "#/components/schemas/Records"}}},
                         {"$ref": "#/components/schemas/Records"},
@@ -85,10 +119,30 @@ def document(schema: FeatureSchema, model_name: str, model_version: str | None) 
                     "400": _error("Not JSON, or not a record, a list of records or {\"records\": [...]} "
                                   "(code bad_request)"),
                     "413": _error("Body over 1 MiB (code too_large)"),
+                    "404": _error("A record's patient_id has no profile (code unknown_patient); "
+                                  "fields maps the record's index to {patient_id: reason}"),
                     "422": _error("A record is invalid (code invalid_input); fields maps each bad "
                                   "record's index to {feature: reason}"),
-                    "503": _error("No model loaded yet (code no_model)"),
+                    "503": _error("No model loaded yet (code no_model), or a record names a patient "
+                                  "and the profile store cannot be read (code profiles_unavailable)"),
                 },
+            }},
+            "/v1/model": {"get": {
+                "summary": "The served version for devices that score themselves: file digest, "
+                           "input layout, feature schema",
+                "responses": {"200": _json("ModelInfo", "The version /v1/model/onnx returns"),
+                              "503": _error("No model loaded yet (code no_model)")},
+            }},
+            "/v1/model/onnx": {"get": {
+                "summary": "Download the served version's ONNX file as the registry holds it",
+                "description": "Headers X-Model-Name, X-Model-Version, X-Model-SHA256; the ETag is "
+                               "the SHA-256, so If-None-Match answers 304 until the champion changes.",
+                "responses": {
+                    "200": {"description": "The ONNX model",
+                            "content": {"application/octet-stream": {"schema": {
+                                "type": "string", "contentMediaType": "application/octet-stream"}}}},
+                    "304": {"description": "Unchanged since the ETag given in If-None-Match"},
+                    "503": _error("No model loaded yet (code no_model)")},
             }},
             "/v1/feedback": {"post": {
                 "summary": "Report the true label of an earlier prediction",
@@ -113,8 +167,9 @@ def document(schema: FeatureSchema, model_name: str, model_version: str | None) 
         },
         "components": {"schemas": {
             "Record": record,
-            "Records": {"type": "array", "minItems": 1, "maxItems": MAX_RECORDS,
-                        "items": {"$ref": "#/components/schemas/Record"}},
+            "PatientRecord": by_patient,
+            "Records": {"type": "array", "minItems": 1, "maxItems": MAX_RECORDS, "items": any_record},
+            "ModelInfo": model_info,
             "Prediction": prediction,
             "Model": model_ref,
             "PredictResponse": {
@@ -140,7 +195,8 @@ def document(schema: FeatureSchema, model_name: str, model_version: str | None) 
                     "properties": {
                         "code": {"type": "string", "enum": [
                             "bad_request", "invalid_input", "too_large", "no_model", "not_found",
-                            "method_not_allowed", "capture_unavailable", "internal_error"]},
+                            "method_not_allowed", "capture_unavailable", "internal_error",
+                            "unknown_patient", "profiles_unavailable"]},
                         "message": {"type": "string"},
                         "fields": {"type": "object", "description": "What is wrong, by record index "
                                    "(predict) or field name (feedback)"},

@@ -21,6 +21,7 @@ from skiff.native.installing import InstallError
 from skiff.native.launcher import ServiceError
 from skiff.native.supervisor import log_path
 from skiff.services import REGISTRY, in_start_order
+from skiff.scoring.command import score
 from skiff.users import users
 
 out = Console()
@@ -382,6 +383,8 @@ def _print_front_door(ctx: Context) -> None:
 
 # Users, roles and teams in Keycloak (skiff/users.py).
 main.add_command(users)
+# Batch scoring on Spark (skiff/scoring/command.py).
+main.add_command(score)
 
 
 if __name__ == "__main__":

@@ -162,9 +162,15 @@ class Settings(BaseSettings):
     spark_worker_web_port: int = 8381
     spark_worker_cores: int = 2
     spark_worker_memory: str = "2g"
+    # Spark Connect: where clients (`skiff score`, Airflow tasks, notebooks) send their
+    # DataFrame plans (docs/decisions/0010-spark.md), and its driver's memory.
+    spark_connect_port: int = 15002
+    spark_connect_memory: str = "1g"
 
     # Apache Ignite: the in-memory store of device/patient profiles (thin-client port).
     ignite_port: int = 10800
+    # The thin clients' password (Ignite's superuser "ignite"): `skiff bootstrap ignite` sets it.
+    ignite_password: SecretStr
 
     # Redis: the broker of Airflow's Celery workers.
     redis_port: int = 6379

@@ -62,6 +62,10 @@ def test_triggered_training_tracks_registers_and_promotes(stack: Context, api: h
              api.get(f"/dags/{DAG}/dagRuns/{dag_run_id}/taskInstances").json()["task_instances"]}
     assert state == "success", tasks
     assert tasks == dict.fromkeys(("prepare_data", "train", "evaluate_and_promote"), "success")
+    # No GPU asked for: training stays on the default queue (tests/integration/test_airflow_workers.py).
+    queues = {t["task_id"]: t["queue"] for t in
+              api.get(f"/dags/{DAG}/dagRuns/{dag_run_id}/taskInstances").json()["task_instances"]}
+    assert queues == dict.fromkeys(("prepare_data", "train", "evaluate_and_promote"), "default")
 
     result = _xcom(api, dag_run_id, "evaluate_and_promote")
     version = str(result["version"])

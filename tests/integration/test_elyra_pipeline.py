@@ -194,8 +194,11 @@ def jupyter(stack: Context, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         log.close()
 
 
-def _as_the_editor_sends_it(home: Path, run_name: str) -> dict[str, Any]:
-    """The example pipeline as the editor posts it: workspace-relative paths, runtime set."""
+def _as_the_editor_sends_it(home: Path, run_name: str, gpu_node: str | None = None) -> dict[str, Any]:
+    """The example pipeline as the editor posts it: workspace-relative paths, runtime set.
+
+    ``gpu_node``: the label of a node whose resources ask for one GPU (Elyra's ``gpu`` property).
+    """
     source = home / "pipelines" / "bracelet_training.pipeline"
     doc = json.loads(source.read_text())
     primary = doc["pipelines"][0]
@@ -207,6 +210,8 @@ def _as_the_editor_sends_it(home: Path, run_name: str) -> dict[str, Any]:
         if params["filename"].endswith(".ipynb"):
             # A run name of its own, to find this test's run in MLflow.
             params["env_vars"].append({"env_var": "run_name", "value": run_name})
+        if node["app_data"].get("label") == gpu_node:
+            params["gpu"] = 1
     return doc
 
 
@@ -263,7 +268,9 @@ def test_the_bracelet_pipeline_runs_on_airflow_and_lands_in_mlflow_under_its_use
         stack: Context, jupyter: JupyterServer) -> None:
     run_name = f"elyra-test-{uuid.uuid4().hex[:8]}"
     submitted, submitted_at = time.monotonic(), datetime.now(UTC)
-    resp = jupyter.http.post("/elyra/pipeline/schedule", json=_as_the_editor_sends_it(jupyter.home, run_name))
+    # The training node asks for a GPU: it must run on the gpu queue's worker.
+    resp = jupyter.http.post("/elyra/pipeline/schedule",
+                             json=_as_the_editor_sends_it(jupyter.home, run_name, gpu_node="train"))
     assert resp.status_code == 200, resp.text
     answer = resp.json()
     dag_id = answer["dag_id"]
@@ -286,6 +293,10 @@ def test_the_bracelet_pipeline_runs_on_airflow_and_lands_in_mlflow_under_its_use
                  api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]}
         assert state == "success", tasks
         assert tasks == {"prepare_data": "success", "train": "success"}
+        placed = {t["task_id"]: (t["queue"], str(t["hostname"]).partition("@")[0]) for t in
+                  api.get(f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances").json()["task_instances"]}
+        assert placed == {"prepare_data": ("default", "airflow-worker"),
+                          "train": ("gpu", "airflow-worker-gpu")}
         trained = airflow_api.xcom(api, dag_id, run_id, "train")
         assert trained["executed"].endswith("/train/bracelet_train.ipynb")
     finally:

@@ -22,6 +22,7 @@ from kafka.structs import OffsetAndMetadata
 from serving.ingest import consumer as streaming
 from serving.ingest import writer as writer_module
 from serving.ingest.config import GROUP, Endpoints
+from serving.ingest.offsets import acked_ends, committed_past
 from serving.ingest.scheduled import ingest_to_end
 from serving.ingest.writer import connect, day_of
 from skiff.bracelet.events import DEAD_LETTER_TOPIC, TOPIC, Label, Prediction, encode
@@ -102,18 +103,8 @@ def predictions(model: str, n: int) -> list[Prediction]:
 
 def publish(producer: KafkaProducer, events: list[Any]) -> dict[TopicPartition, int]:
     """Send and wait for the acks; returns per partition the offset after the last one sent."""
-    futures = [producer.send(TOPIC, key=k, value=v) for k, v in (encode(e) for e in events)]
-    ends: dict[TopicPartition, int] = {}
-    for f in futures:
-        meta = f.get(timeout=30)
-        tp = TopicPartition(meta.topic, meta.partition)
-        ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
-    return ends
-
-
-def committed_past(admin: KafkaAdminClient, group: str, ends: dict[TopicPartition, int]) -> bool:
-    done = admin.list_consumer_group_offsets(group)
-    return all(tp in done and done[tp].offset >= end for tp, end in ends.items())
+    return acked_ends([producer.send(TOPIC, key=k, value=v) for k, v in (encode(e) for e in events)],
+                      timeout=30)
 
 
 def rows(session: Any, model: str, events: list[Prediction]) -> dict[uuid.UUID, Any]:

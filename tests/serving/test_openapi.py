@@ -31,6 +31,16 @@ def test_the_document_follows_the_served_schema() -> None:
 
 def test_every_endpoint_is_described() -> None:
     paths = document(FeatureSchema(), "bracelet", "1")["paths"]
-    assert set(paths) == {"/v1/predict", "/v1/feedback", "/healthz", "/readyz", "/metrics",
-                          "/openapi.json"}
-    assert {"200", "400", "422", "503"} <= set(paths["/v1/predict"]["post"]["responses"])
+    assert set(paths) == {"/v1/predict", "/v1/feedback", "/v1/model", "/v1/model/onnx", "/healthz",
+                          "/readyz", "/metrics", "/openapi.json"}
+    assert {"200", "400", "404", "422", "503"} <= set(paths["/v1/predict"]["post"]["responses"])
+
+
+def test_a_record_may_name_a_patient_instead_and_request_fields_win() -> None:
+    schemas = document(FeatureSchema(), "bracelet", "1")["components"]["schemas"]
+    by_patient = schemas["PatientRecord"]
+    assert by_patient["required"] == ["patient_id"]
+    assert set(by_patient["properties"]) == {"patient_id", *NAMES}
+    assert "win over the profile" in by_patient["description"]
+    refs = {r["$ref"] for r in schemas["Records"]["items"]["anyOf"]}
+    assert refs == {"#/components/schemas/Record", "#/components/schemas/PatientRecord"}

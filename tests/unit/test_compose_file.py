@@ -26,6 +26,7 @@ OFFICIAL_IMAGES = {
     "cassandra": "CASSANDRA_VERSION",
     "traefik": "TRAEFIK_VERSION",
     "quay.io/keycloak/keycloak": "KEYCLOAK_VERSION",
+    "redis": "REDIS_VERSION",
 }
 
 

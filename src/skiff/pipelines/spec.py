@@ -11,8 +11,8 @@ accounting of its own; pools and queues are how it shares workers):
   GB divided by :data:`GB_PER_SLOT` (rounded up). A slot of the default pool
   stands for one CPU or 4 GB; a heavy node takes several, so fewer run at once.
 - a GPU request (> 0) sends the task to the queue :data:`GPU_QUEUE` ("gpu"), which
-  the Celery workers of GPU machines listen on; natively (LocalExecutor) queues
-  are not used and the node runs on the local worker.
+  the Celery workers of GPU machines listen on (``airflow-worker-gpu``; natively one
+  runs beside the default queue's worker, docs/decisions/0011-airflow-workers.md).
 - limits (CPU, RAM) and the GPU vendor have no Airflow counterpart and are ignored.
 """
 

@@ -1,7 +1,13 @@
-"""Airflow: the platform's workflow scheduler (API server, scheduler, DAG processor, triggerer).
+"""Airflow: the platform's workflow scheduler (API server, scheduler, DAG processor,
+triggerer) and its Celery workers.
 
 Natively it runs from a venv built from ``docker/airflow/requirements.txt`` (the
-image's pins), with LocalExecutor, on the ``airflow`` database of our PostgreSQL.
+image's pins), on the ``airflow`` database of our PostgreSQL, with CeleryExecutor
+(docs/decisions/0011-airflow-workers.md): the scheduler puts tasks on Redis
+(the redis service), and two workers take them, one per queue: ``airflow-worker``
+the ``default`` queue, ``airflow-worker-gpu`` the ``gpu`` queue (on a machine with
+a GPU; here it shows that routing works). More workers, on other machines, are
+the same command pointed at the same broker and database.
 Settings shared with Compose live in ``compose/airflow/airflow.env``; the
 host-dependent ones (database URL, folders, URLs, secrets) are built here.
 
@@ -16,7 +22,9 @@ platform's own clients (Starlette strips the root path from either).
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 from urllib.parse import quote
@@ -27,7 +35,8 @@ from skiff.envfile import parse
 from skiff.native import installing
 from skiff.native.context import Context
 from skiff.native.spec import NotReady, Program, Service
-from skiff.services import mlflow
+from skiff.pipelines.spec import GPU_QUEUE
+from skiff.services import mlflow, redis
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 # The path Airflow is served under, publicly (Traefik routes it unchanged) and internally.
@@ -36,6 +45,19 @@ PATH = "/airflow"
 PIPELINES = "pipelines"
 # The parts of GET /api/v2/monitor/health that must say "healthy".
 HEALTH_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+DEFAULT_QUEUE = "default"
+# The Celery app of Airflow's executor: what `celery inspect` talks through.
+CELERY_APP = "airflow.providers.celery.executors.celery_executor.app"
+
+
+def workers(ctx: Context) -> dict[str, tuple[str, int]]:
+    """Each native Celery worker: program name -> (queue, concurrency).
+
+    The default queue's worker runs as many tasks at once as Airflow's parallelism
+    allows; a GPU is one device, so its worker runs one task at a time.
+    """
+    return {"airflow-worker": (DEFAULT_QUEUE, ctx.settings.airflow_parallelism),
+            "airflow-worker-gpu": (GPU_QUEUE, 1)}
 
 
 def venv(ctx: Context) -> Path:
@@ -105,8 +127,18 @@ def airflow_env(ctx: Context) -> dict[str, str]:
         "AIRFLOW__KEYCLOAK_AUTH_MANAGER__CLIENT_SECRET": s.airflow_client_secret.get_secret_value(),
         "AIRFLOW__API__SECRET_KEY": s.airflow_api_secret_key.get_secret_value(),
         "AIRFLOW__API_AUTH__JWT_SECRET": s.airflow_jwt_secret.get_secret_value(),
+        "AIRFLOW__CELERY__BROKER_URL": redis.broker_url(ctx),
+        # Task states live in Airflow's own database: Celery's results beside them.
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + database_url(ctx),
     })
     env.update(task_env(ctx))
+    # dags/load_profiles.py writes patient profiles to Ignite. Not in task_env: that also
+    # goes to every user's workspace, and this password is Ignite's superuser's.
+    env.update({
+        "IGNITE_HOST": s.host("ignite"),
+        "IGNITE_PORT": str(s.ignite_port),
+        "IGNITE_PASSWORD": s.ignite_password.get_secret_value(),
+    })
     return env
 
 
@@ -160,7 +192,7 @@ def programs(ctx: Context) -> list[Program]:
     # trusts it from 127.0.0.1 only, where Traefik connects from).
     extra = {"scheduler": ["--skip-serve-logs"], "triggerer": ["--skip-serve-logs"],
              "api-server": ["--proxy-headers"]}
-    return [
+    components = [
         Program(
             name=f"airflow-{component}",
             command=[str(airflow_bin(ctx)), component, *extra.get(component, [])],
@@ -169,6 +201,22 @@ def programs(ctx: Context) -> list[Program]:
             stop_wait=30,
         )
         for component in COMPONENTS
+    ]
+    return components + [
+        Program(
+            name=name,
+            # The Celery node name (name@host) tells the workers apart in `celery inspect`.
+            command=[str(airflow_bin(ctx)), "celery", "worker", "--queues", queue,
+                     "--concurrency", str(concurrency), "--celery-hostname", f"{name}@%h",
+                     "--skip-serve-logs"],
+            # ...and the host name on the task instances they run (skiff.airflow_hostname).
+            env={**env, "SKIFF_WORKER_NAME": name,
+                 "AIRFLOW__CORE__HOSTNAME_CALLABLE": "skiff.airflow_hostname.hostname"},
+            directory=home,
+            # A warm shutdown lets running tasks finish (Celery's first SIGTERM).
+            stop_wait=60,
+        )
+        for name, (queue, concurrency) in workers(ctx).items()
     ]
 
 
@@ -191,6 +239,31 @@ def ready(ctx: Context) -> None:
     ]
     if unhealthy:
         raise NotReady("not healthy yet: " + ", ".join(unhealthy))
+    silent = sorted(set(workers(ctx)) - answering_workers(ctx))
+    if silent:
+        raise NotReady("Celery workers not answering a ping: " + ", ".join(silent))
+
+
+def answering_workers(ctx: Context, timeout: float = 5.0) -> set[str]:
+    """The native workers (program names) that answer ``celery inspect ping`` through the broker."""
+    # Naming the nodes lets `inspect` return once all have answered, not after the timeout.
+    nodes = ",".join(f"{name}@{socket.gethostname()}" for name in workers(ctx))
+    try:
+        done = subprocess.run(
+            [str(venv(ctx) / "bin" / "celery"), "--app", CELERY_APP, "inspect", "ping",
+             "--json", "--timeout", str(timeout), "--destination", nodes],
+            env={**os.environ, **airflow_env(ctx)}, cwd=ctx.data_dir("airflow"),
+            capture_output=True, text=True, check=False, timeout=timeout + 60,
+        )
+    except subprocess.TimeoutExpired:  # a broker that accepts but never answers
+        return set()
+    # One JSON object of node name -> {"ok": "pong"}; nothing answering exits 69.
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith("{"):
+            replies = json.loads(line)
+            return {node.partition("@")[0] for node, reply in replies.items()
+                    if reply.get("ok") == "pong"}
+    return set()
 
 
 def bootstrap(ctx: Context) -> None:
@@ -230,12 +303,12 @@ def ports(ctx: Context) -> list[int]:
 
 SERVICE = Service(
     name="airflow",
-    description="Airflow: API server and UI, scheduler, DAG processor, triggerer",
+    description="Airflow: API server and UI, scheduler, DAG processor, triggerer, Celery workers",
     programs=programs,
     ready=ready,
     url=url,
     ports=ports,
-    depends_on=("postgres", "keycloak"),
+    depends_on=("postgres", "keycloak", "redis"),
     install=install,
     prepare=prepare,
     bootstrap=bootstrap,

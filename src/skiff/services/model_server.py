@@ -72,6 +72,11 @@ def env(ctx: Context) -> dict[str, str]:
         "AUTH_ISSUER": s.keycloak_issuer,
         "AUTH_JWKS_URL": keycloak.jwks_url(ctx),
         "AUTH_AUDIENCE": keycloak.MODEL_API_AUDIENCE,
+        # Patient profiles that complete requests naming a patient. Not a dependency:
+        # without Ignite only those requests fail (503), full records are still served.
+        "IGNITE_HOST": s.host("ignite"),
+        "IGNITE_PORT": str(s.ignite_port),
+        "IGNITE_PASSWORD": s.ignite_password.get_secret_value(),
     }
 
 
