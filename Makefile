@@ -52,11 +52,13 @@ lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check src serving tests benchmarks dags
 	$(VENV)/bin/mypy
 
-bench: install ## Run the benchmarks (prints figures, never fails on time; restarts the stack)
+BENCH_OPTS ?= --repeat 3
+
+bench: install ## Run the benchmarks (prints figures and medians, never fails on time; restarts the stack)
 	$(SKIFF) down
 	$(VENV)/bin/python -m benchmarks stack_footprint
 	$(SKIFF) up
-	$(VENV)/bin/python -m benchmarks capture_throughput
+	$(VENV)/bin/python -m benchmarks capture_throughput rest_scoring batch_scoring orchestration $(BENCH_OPTS)
 
 clean: ## Remove the virtualenv (state: skiff reset; cache: ~/.cache/skiff)
 	rm -rf $(VENV)

@@ -103,7 +103,11 @@ def capture_settled(ctx: Context, timeout: float = 300) -> None:
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        text = httpx.get(f"{model_server.url(ctx)}/metrics", timeout=10).text
+        try:
+            text = httpx.get(f"{model_server.url(ctx)}/metrics", timeout=10).text
+        except httpx.HTTPError:  # restarting: its spool is read again when it is back
+            time.sleep(1)
+            continue
         depth = next((float(line.split()[-1]) for line in text.splitlines()
                       if line.startswith("skiff_model_server_spool_depth")), 0.0)
         if depth == 0:
@@ -182,7 +186,9 @@ def throughput_run(where: Endpoints, admin: KafkaAdminClient, session: Any, n: i
         while not ready.exists():  # joined the group, partitions assigned
             time.sleep(0.01)
         t_joined = time.monotonic()
+        cpu0 = cpu_by_role()
         t_done = wait_committed(admin, group, ends)
+        cpu = {role: (spent - cpu0.get(role, 0.0)) * 1000 / n for role, spent in cpu_by_role().items()}
     finally:
         stop.set()
         thread.join(timeout=60)
@@ -194,7 +200,25 @@ def throughput_run(where: Endpoints, admin: KafkaAdminClient, session: Any, n: i
                         (model, d), timeout=60)
     delete_locations(session, made)
     return {"publish": n / (t_pub - t0), "ingest": n / (t_done - t_joined), "rows": rows,
-            "lost": n - rows, "raw": n / raw, "decoded": n / decoded}
+            "lost": n - rows, "raw": n / raw, "decoded": n / decoded,
+            **{f"cpu_{role}": ms for role, ms in cpu.items()}}
+
+
+ROLES = {"cassandra": "CassandraDaemon", "kafka": "kafka.Kafka"}
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds so far of this process (the consumer) and of the Cassandra and Kafka JVMs."""
+    import psutil
+
+    me = psutil.Process().cpu_times()
+    spent = {"ingest": me.user + me.system}
+    for p in psutil.process_iter(["cmdline", "cpu_times"]):
+        cmd = " ".join(p.info["cmdline"] or [])
+        for role, marker in ROLES.items():
+            if marker in cmd and p.info["cpu_times"] is not None:
+                spent[role] = spent.get(role, 0.0) + p.info["cpu_times"].user + p.info["cpu_times"].system
+    return spent
 
 
 def delete_locations(session: Any, made: list[Prediction]) -> None:
@@ -291,6 +315,11 @@ def main() -> None:
     print(f"  baseline: raw Kafka consume:       {med('raw'):8.0f} events/s  [same messages, no decode, "
           f"no write]  ingest/raw {med('ingest') / med('raw'):.2f}")
     print(f"  raw consume + decode:              {med('decoded'):8.0f} events/s")
+    cpu = {role: med(f"cpu_{role}") for role in ("ingest", *ROLES) if all(f"cpu_{role}" in r for r in runs)}
+    total = sum(cpu.values())
+    print("  CPU ms per event while draining:   " + ", ".join(f"{k} {v:.3f}" for k, v in cpu.items())
+          + f"; total {total:.3f} -> at most {os.cpu_count() or 1} cores / total = "
+          f"{(os.cpu_count() or 1) * 1000 / total if total else 0:.0f} events/s with nothing else running")
     if isinstance(lags, str):
         print(f"  lag: skipped, {lags}")
     else:

@@ -2,8 +2,10 @@
 
 Under gunicorn (``serving.model_server.app:create_app()``) each worker builds
 its own app after the fork, so each has its own model holder and publisher
-thread; the capture spool on disk is shared. A request goes parse -> validate
-(against the loaded model's schema) -> predict -> spool the events -> answer.
+thread; the capture spool on disk is shared. A request goes parse -> fill the
+records that name a patient from Ignite (profiles.py) -> validate (against the
+loaded model's schema) -> predict -> spool the events -> answer. ``/v1/model``
+and ``/v1/model/onnx`` hand devices the served version's file (download.py).
 """
 
 from __future__ import annotations

@@ -76,14 +76,21 @@ class IgniteProfiles:
     def get_many(self, ids: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The stored profiles of ``ids`` that exist; raises ProfileStoreUnavailable."""
         keys = list(dict.fromkeys(ids))
-        try:
-            cache = self._cache()
-            found = cache.get_all(keys) if len(keys) > 1 else _one(cache, keys[0])
-        except Exception as exc:
-            self._drop()
-            why = _reason(exc)
-            log.warning("profile lookup at %s:%s failed: %s", self.host, self.port, why)
-            raise ProfileStoreUnavailable(f"Ignite at {self.host}:{self.port}: {why}") from exc
+        # A kept connection may have died while idle (Ignite restarted): one more try on a
+        # fresh one before answering 503. A fresh connection that fails is the answer.
+        tries = 2 if getattr(self._local, "cache", None) is not None else 1
+        for attempt in range(1, tries + 1):
+            try:
+                cache = self._cache()
+                found = cache.get_all(keys) if len(keys) > 1 else _one(cache, keys[0])
+                break
+            except Exception as exc:
+                self._drop()
+                if attempt < tries:
+                    continue
+                why = _reason(exc)
+                log.warning("profile lookup at %s:%s failed: %s", self.host, self.port, why)
+                raise ProfileStoreUnavailable(f"Ignite at {self.host}:{self.port}: {why}") from exc
         out: dict[str, dict[str, Any]] = {}
         for key, text in found.items():
             try:

@@ -20,8 +20,8 @@ from skiff.native.context import Context
 from skiff.native.installing import InstallError
 from skiff.native.launcher import ServiceError
 from skiff.native.supervisor import log_path
-from skiff.services import REGISTRY, in_start_order
 from skiff.scoring.command import score
+from skiff.services import REGISTRY, in_start_order
 from skiff.users import users
 
 out = Console()

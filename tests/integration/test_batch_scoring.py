@@ -26,7 +26,7 @@ from skiff.keycloak import DeviceAuth
 from skiff.native.context import Context
 from skiff.scoring.locations import S3Location
 from skiff.scoring.store import upload
-from skiff.services import REGISTRY, mlflow, model_server, s3, spark
+from skiff.services import REGISTRY, model_server, s3, spark
 
 pytestmark = pytest.mark.integration
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from skiff.bracelet.features import FEATURES, FeatureSchema
 from skiff.scoring.validation import MALFORMED, check_columns, missing_columns, parse_cell
-
-pd = pytest.importorskip("pandas")
-np = pytest.importorskip("numpy")
 
 pytestmark = pytest.mark.unit
 

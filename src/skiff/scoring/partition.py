@@ -62,9 +62,9 @@ def output_schema(input_columns: list[str]) -> str:
 
 def score_batch(batch: pa.RecordBatch, schema: FeatureSchema, model: bytes,
                 model_version: str) -> pa.RecordBatch:
-    frame = batch.to_pandas()
-    corrupt = frame[CORRUPT_COLUMN] if CORRUPT_COLUMN in frame else None
-    checked = check_columns(schema, {name: frame[name] for name in schema.names}, corrupt)
+    present = set(batch.schema.names)
+    corrupt = batch.column(CORRUPT_COLUMN) if CORRUPT_COLUMN in present else None
+    checked = check_columns(schema, {name: batch.column(name) for name in schema.names}, corrupt)
     n = batch.num_rows
     labels = np.zeros(n, dtype=np.int32)
     probabilities = np.zeros(n, dtype=np.float64)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from skiff.bracelet.features import Feature, FeatureSchema
 
@@ -62,33 +64,59 @@ def _passes(feature: Feature, values: np.ndarray, missing: np.ndarray) -> np.nda
     return np.where(missing, feature.nullable, ok)
 
 
-def check_columns(schema: FeatureSchema, columns: dict[str, pd.Series],
-                  corrupt: pd.Series | None = None) -> Checked:
+Column = pa.Array | pa.ChunkedArray | pd.Series
+
+
+def _strings(values: Column) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values
+    return pa.array(values, type=pa.string(), from_pandas=True)
+
+
+def _numbers(cells: pa.Array, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(values, cells that are no number at all). NaN where missing or not a number."""
+    try:
+        # The usual case, a column of numbers: one vectorised parse.
+        parsed = pc.cast(cells, pa.float64())
+        return parsed.to_numpy(zero_copy_only=False), np.zeros(len(cells), dtype=bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    # Some cell is text: parse value by value, text becoming NaN (and flagged).
+    series = cells.to_pandas()
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    spelled_nan = series.str.lower().isin(NAN_SPELLINGS).to_numpy()
+    return values, ~missing & np.isnan(values) & ~spelled_nan
+
+
+def check_columns(schema: FeatureSchema, columns: dict[str, Column],
+                  corrupt: Column | None = None) -> Checked:
     """Validate text columns (one per feature, equal lengths) of one batch."""
     n = len(next(iter(columns.values()))) if columns else 0
     matrix = np.empty((n, len(schema.features)), dtype=np.float64)
     valid = np.ones(n, dtype=bool)
-    problems: list[list[str]] = [[] for _ in range(n)]
+    problems: dict[int, list[str]] = {}
     if corrupt is not None:
-        bad = corrupt.notna().to_numpy()
+        bad = pc.is_valid(_strings(corrupt)).to_numpy(zero_copy_only=False)
         for i in np.flatnonzero(bad):
-            problems[i].append(MALFORMED)
+            problems.setdefault(int(i), []).append(MALFORMED)
         valid &= ~bad
     for j, feature in enumerate(schema.features):
-        text = columns[feature.name]
-        stripped = text.str.strip()
-        missing = (text.isna() | (stripped == "")).to_numpy()
-        # Text that is no number becomes NaN here; the mask below rejects it and
-        # parse_cell gives check() the original text for the reason.
-        numbers = pd.to_numeric(stripped, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-        unparsed = ~missing & np.isnan(numbers) & ~stripped.str.lower().isin(NAN_SPELLINGS).to_numpy()
+        text = _strings(columns[feature.name])
+        stripped = pc.utf8_trim_whitespace(text)
+        is_missing = pc.fill_null(pc.equal(stripped, ""), True)
+        missing = is_missing.to_numpy(zero_copy_only=False)
+        cells = pc.if_else(is_missing, pa.scalar(None, pa.string()), stripped)
+        numbers, unparsed = _numbers(cells, missing)
         passes = _passes(feature, numbers, missing) & ~unparsed
-        matrix[:, j] = np.where(missing, np.nan, numbers)
+        matrix[:, j] = numbers
         for i in np.flatnonzero(~passes):
-            why = feature.check(parse_cell(text.iat[i]))
-            problems[i].append(f"{feature.name}: {why}")
+            # Feature.check itself says why: the REST API's words for the same value.
+            why = feature.check(parse_cell(text[int(i)].as_py()))
+            problems.setdefault(int(i), []).append(f"{feature.name}: {why}")
         valid &= passes
-    reasons = [None if ok else "; ".join(p) for ok, p in zip(valid, problems, strict=True)]
+    reasons = [None if ok else "; ".join(problems[i]) for i, ok in enumerate(valid)]
     return Checked(matrix, valid, reasons)
 
 

@@ -6,7 +6,8 @@ healthy) before any model exists: readiness is ``/healthz``; ``/readyz`` says
 whether a model is loaded. Its API takes only Keycloak bearer tokens with the
 ``model-api`` audience (devices: client credentials of ``DEVICE_CLIENT_ID``).
 Predictions are captured through a spool on disk (``data/model-server/spool``)
-that a background thread publishes to Kafka.
+that a background thread publishes to Kafka. A request that names a patient
+(``patient_id``) is completed from the patient's profile in Ignite.
 """
 
 from __future__ import annotations

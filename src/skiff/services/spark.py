@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -194,7 +195,7 @@ def programs(ctx: Context) -> list[Program]:
     ]
 
 
-def master_state(url: str) -> dict[str, object]:
+def master_state(url: str) -> dict[str, Any]:
     """The master's JSON status (its web UI's /json/)."""
     try:
         resp = httpx.get(f"{url}/json/", timeout=3)
@@ -205,7 +206,7 @@ def master_state(url: str) -> dict[str, object]:
     return resp.json()  # type: ignore[no-any-return]
 
 
-def check_cluster(state: dict[str, object]) -> None:
+def check_cluster(state: dict[str, Any]) -> None:
     """NotReady unless a worker is ALIVE and the Connect server's application is running."""
     workers = state.get("workers") or []
     alive = [w for w in workers if isinstance(w, dict) and w.get("state") == "ALIVE"]
