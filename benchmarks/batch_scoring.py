@@ -48,29 +48,33 @@ SPARK_PROCESSES = ("SparkConnectServer", "CoarseGrainedExecutorBackend", "pyspar
 def generate(path: Path, rows: int, seed: int = 7) -> None:
     """A CSV of valid bracelet rows (numeric encoding), every BAD_EVERY-th age out of range."""
     import numpy as np
-    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
 
     from skiff.bracelet.features import FEATURES
 
     rng = np.random.default_rng(seed)
     written = 0
-    with path.open("w", newline="") as f:
+    with path.open("wb") as f:
+        f.write((",".join(["id", *(feat.name for feat in FEATURES)]) + "\n").encode())
         while written < rows:
             n = min(CHUNK, rows - written)
-            data: dict[str, object] = {"id": np.arange(written, written + n)}
+            ids = np.arange(written, written + n)
+            columns: dict[str, pa.Array] = {"id": pa.array(ids)}
             for feat in FEATURES:
                 if feat.codes:
-                    values = rng.choice(sorted(set(feat.codes.values())), n).astype(float)
+                    values = rng.choice(sorted(set(feat.codes.values())), n)
                 elif feat.integer:
-                    values = rng.integers(int(feat.minimum), int(feat.maximum) + 1, n).astype(float)
+                    values = rng.integers(int(feat.minimum), int(feat.maximum) + 1, n)
                 else:
                     values = np.round(rng.uniform(feat.minimum, feat.maximum, n), 1)
-                if feat.nullable:
-                    values[rng.random(n) < 0.05] = np.nan
-                data[feat.name] = values
-            frame = pd.DataFrame(data)
-            frame.loc[frame["id"] % BAD_EVERY == 0, "age"] = 150
-            frame.to_csv(f, header=written == 0, index=False, float_format="%g")
+                if feat.name == "age":
+                    values = np.where(ids % BAD_EVERY == 0, 150, values)
+                missing = (rng.random(n) < 0.05) if feat.nullable else None
+                columns[feat.name] = pa.array(values, mask=missing)
+            # Arrow's CSV writer: an order of magnitude faster than DataFrame.to_csv.
+            pacsv.write_csv(pa.table(columns), f,
+                            pacsv.WriteOptions(include_header=False, quoting_style="none"))
             written += n
 
 

@@ -8,8 +8,8 @@ under ``OUT/outcome=scored/`` and the rejected ones, each with its reason, under
 so a rejected row can be fixed and sent again as it was.
 
 The counts are then taken from what was written and checked against the rows
-Spark read from the input, observed as they streamed in (input = scored + rejected), and the run is recorded in MLflow with
-the model version it used.
+Spark read from the input, observed as they streamed in (input = scored +
+rejected), and the run is recorded in MLflow with the model version it used.
 
 Run by ``skiff score`` (``python -m skiff.scoring.job`` in the Spark venv) and by
 the ``batch_scoring`` DAG (:func:`run` from Airflow's venv); neither needs Java.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -64,7 +65,8 @@ def _passes(feature: Feature, values: np.ndarray, missing: np.ndarray) -> np.nda
     return np.where(missing, feature.nullable, ok)
 
 
-Column = pa.Array | pa.ChunkedArray | pd.Series
+# What a column may come as: Arrow (Spark's batches) or pandas (a read_csv chunk).
+Column: TypeAlias = "pa.Array | pa.ChunkedArray | pd.Series"
 
 
 def _strings(values: Column) -> pa.Array:
