@@ -108,13 +108,14 @@ def connect(host: str, port: int, timeout: float = 10.0) -> Cluster:
 
 def to_naive_utc(t: datetime) -> datetime:
     """Cassandra's timestamp precision (milliseconds), UTC, as the driver reads it back."""
-    t = t.astimezone(UTC).replace(tzinfo=None)
-    return t.replace(microsecond=t.microsecond // 1000 * 1000)
+    # One replace, not two: these run twice per event and showed in the ingest's profile.
+    return t.astimezone(UTC).replace(tzinfo=None, microsecond=t.microsecond // 1000 * 1000)
 
 
 def day_of(t: datetime) -> str:
     """The partition day of an event time: its UTC date."""
-    return t.astimezone(UTC).strftime("%Y-%m-%d")
+    # date().isoformat() is the same text as strftime("%Y-%m-%d") at a fraction of its cost.
+    return t.astimezone(UTC).date().isoformat()
 
 
 def write_time(t: datetime) -> int:

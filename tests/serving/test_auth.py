@@ -128,6 +128,33 @@ def test_an_expired_token_is_refused(validator: TokenValidator, jwks: Jwks) -> N
     refused(validator, bearer(old), "token_expired")
 
 
+def test_a_verified_token_is_remembered_until_it_expires(validator: TokenValidator, jwks: Jwks,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    value = token(jwks.keys["k1"], lifetime=60)
+    lookups: list[str] = []
+    real = validator.jwks.get_signing_key
+    monkeypatch.setattr(validator.jwks, "get_signing_key", lambda kid: lookups.append(kid) or real(kid))
+    first = validator.check("/v1/predict", bearer(value))
+    assert validator.check("/v1/predict", bearer(value)) == first
+    assert lookups == ["k1"], "the second check of the same token verified it again"
+    # Once past exp (and the leeway), the remembered token is refused like any expired one.
+    later = time.time() + 60 + 10
+    monkeypatch.setattr(time, "time", lambda: later)
+    monkeypatch.setattr(jwt.api_jwt, "datetime", _frozen_datetime(later))
+    refused(validator, bearer(value), "token_expired")
+
+
+def _frozen_datetime(at: float) -> Any:
+    from datetime import UTC, datetime
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # type: ignore[override]
+            return datetime.fromtimestamp(at, tz or UTC)
+
+    return Frozen
+
+
 def test_a_token_of_another_issuer_is_refused_before_any_key_lookup(validator: TokenValidator,
                                                                       jwks: Jwks) -> None:
     before = jwks.fetches

@@ -140,6 +140,9 @@ def score(spark: SparkSession, model: ScoringModel, source: S3Location, out: S3L
 def record(tracking_uri: str, model: ScoringModel, source: S3Location, out: S3Location,
            counts: dict[str, int]) -> str:
     """The MLflow run of this batch: the model version used, where from and to, the counts."""
+    # MLflow's usage telemetry keeps its session id in os.environ; inside an Airflow
+    # worker that entry can vanish between calls and fail the run's logging (KeyError).
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -172,7 +175,11 @@ def run(remote: str, tracking_uri: str, model_ref: str, source: str, out: str,
     spark = session(remote)
     if show_progress:
         spark.registerProgressHandler(_TaskProgress())
-    counts = score(spark, model, src, dest)
+    try:
+        counts = score(spark, model, src, dest)
+    finally:
+        # Releases the server-side session and its artifacts now, not at its idle timeout.
+        spark.stop()
     run_id = record(tracking_uri, model, src, dest, counts)
     return Result(model.name, model.version, model.run_id, src.uri, dest.uri,
                   dest.child(f"{partition.OUTCOME}={partition.SCORED}").uri,
