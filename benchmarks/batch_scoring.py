@@ -1,6 +1,6 @@
 """Batch scoring: Spark + ONNX (``skiff score``'s job) against one pandas + scikit-learn process.
 
-    python -m benchmarks batch_scoring [--rows 10000000] [--keep=PATH.csv]
+    python -m benchmarks batch_scoring [--rows 10000000] [--repeat 3] [--keep=PATH.csv]
 
 Generates a CSV of ``--rows`` rows (streamed to disk in chunks; one row in a
 thousand deliberately invalid), then scores it twice with the champion
@@ -20,7 +20,7 @@ thousand deliberately invalid), then scores it twice with the champion
   the ONNX model by the training notebook) and writes Parquet locally. Peak
   memory: that process's peak RSS.
 
-Prints rows/s of each, the ratio, and the peak memory of each.
+Prints rows/s of each, the ratio, and the peak memory of each (medians of ``--repeat``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from statistics import median
+from typing import Any
 
 ROWS = 10_000_000
 CHUNK = 500_000
@@ -105,6 +107,17 @@ class RssSampler(threading.Thread):
         return self.peak
 
 
+def remove(client: Any, *places: Any) -> None:
+    """Delete a run's input copy and outputs from the S3 store: a 10M-row run leaves GBs."""
+    from minio.deleteobjects import DeleteObject
+
+    for where in places:
+        names = [DeleteObject(o.object_name) for o in
+                 client.list_objects(where.bucket, prefix=where.key, recursive=True)]
+        for error in client.remove_objects(where.bucket, names):
+            print(f"could not delete {error.name}: {error.message}", file=sys.stderr)
+
+
 def run_spark(csv: Path, model_ref: str) -> dict[str, float]:
     from skiff.native.context import Context
     from skiff.scoring.locations import S3Location
@@ -125,13 +138,14 @@ def run_spark(csv: Path, model_ref: str) -> dict[str, float]:
         [str(spark.python(ctx)), "-m", "skiff.scoring.job", "--input", source.uri,
          "--model", model_ref, "--out", out.uri],
         env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ctx.root / "src"), str(ctx.root)]),
-             "SPARK_REMOTE": spark.connect_url(ctx), "MLFLOW_TRACKING_URI": mlflow.tracking_uri(ctx)},
+             "SPARK_REMOTE": spark.client_remote(ctx), "MLFLOW_TRACKING_URI": mlflow.tracking_uri(ctx)},
         capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - t0
     peak = sampler.stop()
     if done.returncode != 0:
         sys.exit(f"the Spark job failed:\n{done.stderr[-3000:]}")
     result = json.loads(done.stdout.strip().splitlines()[-1])
+    remove(s3.root_client(ctx), source, out)
     return {"seconds": seconds, "upload_seconds": upload_s, "peak_rss": peak,
             "scored": result["scored_rows"], "rejected": result["rejected_rows"],
             "input": result["input_rows"], "model_version": result["model_version"]}
@@ -198,6 +212,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks batch_scoring", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=ROWS)
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each; medians are printed")
     parser.add_argument("--keep", help="keep the generated CSV at this path (reused if it exists)")
     parser.add_argument("--baseline", help=argparse.SUPPRESS)
     parser.add_argument("--tracking-uri", help=argparse.SUPPRESS)
@@ -216,28 +231,37 @@ def main() -> None:
     s = ctx.settings
     model_ref = f"{s.model_name}@{s.model_alias}"
     mv = resolve(mlflow.tracking_uri(ctx), model_ref)
+    rows = args.rows
+    ours: list[dict[str, float]] = []
+    base: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(args.keep) if args.keep else Path(tmp) / "batch.csv"
         if not csv.exists():
             t0 = time.perf_counter()
-            generate(csv, args.rows)
-            print(f"generated {args.rows:,} rows ({csv.stat().st_size / 2**20:,.0f} MiB) "
+            generate(csv, rows)
+            print(f"generated {rows:,} rows ({csv.stat().st_size / 2**20:,.0f} MiB) "
                   f"in {time.perf_counter() - t0:.0f}s", flush=True)
-        rows = args.rows
-        print(f"model {model_ref} = version {mv.version}; {os.cpu_count()} CPUs", flush=True)
-        ours = run_spark(csv, model_ref)
-        base = run_baseline(csv, mv.run_id)
-    for name, r in (("spark+onnx", ours), ("pandas+sklearn", base)):
-        assert r["input"] == rows and r["scored"] + r["rejected"] == rows, (name, r)
-    spark_rate = rows / ours["seconds"]
-    base_rate = rows / base["seconds"]
+        print(f"model {model_ref} = version {mv.version}; {os.cpu_count()} CPUs; "
+              f"{args.repeat} run(s) of each", flush=True)
+        for i in range(args.repeat):
+            ours.append(run_spark(csv, model_ref))
+            base.append(run_baseline(csv, mv.run_id))
+            print(f"run {i + 1}: spark+onnx {rows / ours[-1]['seconds']:,.0f} rows/s, "
+                  f"pandas+sklearn {rows / base[-1]['seconds']:,.0f} rows/s", flush=True)
+    for name, runs in (("spark+onnx", ours), ("pandas+sklearn", base)):
+        for r in runs:
+            assert r["input"] == rows and r["scored"] + r["rejected"] == rows, (name, r)
+    spark_s = median(r["seconds"] for r in ours)
+    base_s = median(r["seconds"] for r in base)
+    spark_rss = median(r["peak_rss"] for r in ours)
+    base_rss = median(r["peak_rss"] for r in base)
+    print(f"medians of {args.repeat}:")
     print(f"{'':16}{'rows/s':>12}{'seconds':>10}{'peak RSS MiB':>14}")
-    print(f"{'spark+onnx':16}{spark_rate:12,.0f}{ours['seconds']:10.1f}{ours['peak_rss'] / 2**20:14,.0f}"
-          f"   (+ upload {ours['upload_seconds']:.1f}s)")
-    print(f"{'pandas+sklearn':16}{base_rate:12,.0f}{base['seconds']:10.1f}{base['peak_rss'] / 2**20:14,.0f}")
-    print(f"ratio spark/pandas: {spark_rate / base_rate:.2f}x rows/s, "
-          f"{ours['peak_rss'] / base['peak_rss']:.2f}x peak memory; "
-          f"rejected {ours['rejected']:,} of {rows:,} (both)")
+    print(f"{'spark+onnx':16}{rows / spark_s:12,.0f}{spark_s:10.1f}{spark_rss / 2**20:14,.0f}"
+          f"   (+ upload {median(r['upload_seconds'] for r in ours):.1f}s)")
+    print(f"{'pandas+sklearn':16}{rows / base_s:12,.0f}{base_s:10.1f}{base_rss / 2**20:14,.0f}")
+    print(f"ratio spark/pandas: {base_s / spark_s:.2f}x rows/s, {spark_rss / base_rss:.2f}x peak memory; "
+          f"rejected {ours[0]['rejected']:,.0f} of {rows:,} (both)")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@ asked; ``score`` sends the job to Spark Connect (``skiff.scoring.job``: this
 venv needs no Java) and returns what it wrote, the counts and the MLflow run.
 
 Environment (airflow_env natively, docker-compose.yml in Compose): SPARK_REMOTE
-(default sc://127.0.0.1:15002), MLFLOW_TRACKING_URI, S3_HOST/PORT/ACCESS_KEY/
+(Spark Connect's address and token; natively, without it, read from this
+checkout's .env), MLFLOW_TRACKING_URI, S3_HOST/PORT/ACCESS_KEY/
 SECRET_KEY/REGION.
 """
 
@@ -27,6 +28,17 @@ def _s3():
     endpoint = f"http://{os.environ.get('S3_HOST', '127.0.0.1')}:{os.environ.get('S3_PORT', '7070')}"
     return client(endpoint, os.environ["S3_ACCESS_KEY"], os.environ["S3_SECRET_KEY"],
                   os.environ.get("S3_REGION", "us-east-1"))
+
+
+def _native_remote() -> str:
+    """Spark Connect's address and token from this checkout's settings (native mode, where
+    Airflow's environment does not carry SPARK_REMOTE; Compose sets it)."""
+    from pathlib import Path
+
+    from skiff.native.context import Context
+    from skiff.services import spark
+
+    return spark.client_remote(Context.discover(Path(__file__).resolve().parent))
 
 
 def _tracking_uri() -> str:
@@ -70,7 +82,7 @@ def batch_scoring() -> None:
     def score(checked: dict[str, str]) -> dict[str, Any]:
         from skiff.scoring import job
 
-        remote = os.environ.get("SPARK_REMOTE", "sc://127.0.0.1:15002")
+        remote = os.environ.get("SPARK_REMOTE") or _native_remote()
         result = job.run(remote, _tracking_uri(), checked["model"], checked["input"], checked["out"])
         return asdict(result)
 

@@ -166,6 +166,9 @@ class Settings(BaseSettings):
     # DataFrame plans (docs/decisions/0010-spark.md), and its driver's memory.
     spark_connect_port: int = 15002
     spark_connect_memory: str = "1g"
+    # The bearer token Spark Connect requires of every client (a shared secret, like
+    # REDIS_PASSWORD); unset: Spark Connect takes anyone who reaches its port.
+    spark_connect_token: SecretStr | None = None
 
     # Apache Ignite: the in-memory store of device/patient profiles (thin-client port).
     ignite_port: int = 10800

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,20 @@ def champion(stack: Context) -> dict[str, Any]:
     return mv
 
 
+@pytest.fixture(scope="module", autouse=True)
+def tidy(stack: Context) -> Iterator[None]:
+    """Remove what these tests wrote to the S3 store (inputs, uploads, outputs)."""
+    yield
+    from minio.deleteobjects import DeleteObject
+
+    client = s3.root_client(stack)
+    for prefix in ("tests/scoring-", "scoring-inputs/"):
+        names = [DeleteObject(o.object_name) for o in
+                 client.list_objects("datasets", prefix=prefix, recursive=True)
+                 if prefix != "scoring-inputs/" or o.object_name.endswith(("-patients.csv", "-wrong.csv"))]
+        list(client.remove_objects("datasets", names))
+
+
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, str]]]:
     """The CSV and its good rows (id + features as written)."""
@@ -80,9 +95,8 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str
 
 def read_outputs(ctx: Context, out: str) -> dict[str, list[dict[str, Any]]]:
     done = subprocess.run(
-        [str(spark.python(ctx)), str(Path(__file__).with_name("read_scores.py")),
-         "--remote", spark.connect_url(ctx), "--out", out],
-        env={**os.environ, "PYTHONPATH": str(ctx.root / "src")},
+        [str(spark.python(ctx)), str(Path(__file__).with_name("read_scores.py")), "--out", out],
+        env={**os.environ, "PYTHONPATH": str(ctx.root / "src"), "SPARK_REMOTE": spark.client_remote(ctx)},
         capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]

@@ -113,3 +113,16 @@ def test_locations_map_to_s3a() -> None:
 def test_bad_model_references_are_refused(ref: str) -> None:
     with pytest.raises(ModelError, match="NAME@ALIAS"):
         parse_ref(ref)
+
+
+def test_the_token_travels_as_a_header_never_on_a_command_line(ctx: Context) -> None:
+    from pydantic import SecretStr
+
+    assert spark.remote_with_token("sc://h:15002", None) == "sc://h:15002"
+    assert (spark.remote_with_token("sc://h:15002", SecretStr("a-b_c"))
+            == "sc://h:15002/;authorization=Bearer%20a-b_c")
+    token = ctx.settings.spark_connect_token
+    if token is not None:
+        connect = {p.name: p for p in spark.programs(ctx)}["spark-connect"]
+        assert connect.env["SPARK_CONNECT_AUTHENTICATE_TOKEN"] == token.get_secret_value()
+        assert token.get_secret_value() not in " ".join(connect.command)

@@ -81,7 +81,7 @@ def run_job(ctx: Context, source: S3Location, model: str, dest: S3Location) -> d
         raise click.ClickException("Spark is not installed: run `skiff up spark`")
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join([str(ctx.root / "src"), str(ctx.root)]),
-           "SPARK_REMOTE": spark.connect_url(ctx),
+           "SPARK_REMOTE": spark.client_remote(ctx),
            "MLFLOW_TRACKING_URI": mlflow.tracking_uri(ctx)}
     cmd = [str(python), "-m", "skiff.scoring.job", "--input", source.uri, "--model", model,
            "--out", dest.uri]

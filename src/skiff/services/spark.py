@@ -21,8 +21,10 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
+from pydantic import SecretStr
 
 from skiff.native import installing
 from skiff.native.context import Context
@@ -84,9 +86,26 @@ def master_url(ctx: Context) -> str:
 
 
 def connect_url(ctx: Context) -> str:
-    """What clients pass to ``SparkSession.builder.remote``."""
+    """Where Spark Connect listens (shown by `skiff status`; no secret in it)."""
     s = ctx.settings
     return f"sc://{s.host('spark')}:{s.spark_connect_port}"
+
+
+def client_remote(ctx: Context) -> str:
+    """What clients pass to ``SparkSession.builder.remote``: the address and the token.
+
+    The token goes as an ``Authorization: Bearer`` header, which the server's
+    pre-shared-key check reads. pyspark's own ``token=`` parameter would insist on
+    TLS for any host but "localhost"; the header works on the plain channel, as the
+    platform's other internal services do (docs/decisions/0010-spark.md).
+    """
+    return remote_with_token(connect_url(ctx), ctx.settings.spark_connect_token)
+
+
+def remote_with_token(url: str, token: SecretStr | None) -> str:
+    if token is None or not token.get_secret_value():
+        return url
+    return f"{url}/;authorization={quote('Bearer ' + token.get_secret_value(), safe='')}"
 
 
 def web_url(ctx: Context) -> str:
@@ -162,6 +181,14 @@ def env(ctx: Context) -> dict[str, str]:
     }
 
 
+def connect_token_env(ctx: Context) -> dict[str, str]:
+    """The server reads its token from the environment: not on the command line (`ps`)."""
+    token = ctx.settings.spark_connect_token
+    if token is None or not token.get_secret_value():
+        return {}
+    return {"SPARK_CONNECT_AUTHENTICATE_TOKEN": token.get_secret_value()}
+
+
 def programs(ctx: Context) -> list[Program]:
     s = ctx.settings
     spark_class = str(spark_home(ctx) / "bin" / "spark-class")
@@ -189,7 +216,7 @@ def programs(ctx: Context) -> list[Program]:
             command=[spark_class, SUBMIT_CLASS, "--class", CONNECT_CLASS,
                      "--name", CONNECT_APP_NAME, "--master", master_url(ctx),
                      "--driver-memory", s.spark_connect_memory, *conf, "spark-internal"],
-            env=environment, directory=ctx.data_dir(NAME),
+            env={**environment, **connect_token_env(ctx)}, directory=ctx.data_dir(NAME),
             stop_wait=30,
         ),
     ]
