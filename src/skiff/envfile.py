@@ -56,6 +56,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "JUPYTERHUB_CRYPT_KEY": lambda: secrets.token_hex(32),
     "CONFIGPROXY_AUTH_TOKEN": _token,
     "REDIS_PASSWORD": _token,
+    "SPARK_CONNECT_TOKEN": _token,
     "IGNITE_PASSWORD": _token,
 }
 

@@ -10,7 +10,7 @@ import pytest
 from minio.deleteobjects import DeleteObject
 
 from skiff.native.context import Context
-from skiff.services import REGISTRY, s3, spark
+from skiff.services import REGISTRY, s3, spark, workspace
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +54,19 @@ def test_a_client_with_the_token_writes_and_reads_the_s3_store(cluster: Context)
     names = [DeleteObject(o.object_name) for o in store.list_objects("datasets", prefix=key, recursive=True)]
     assert names, "nothing was written to the S3 store"
     list(store.remove_objects("datasets", names))
+
+
+def test_a_notebook_submits_to_spark_with_its_workspace_environment(cluster: Context) -> None:
+    key = f"tests/spark-notebook-{uuid.uuid4().hex[:12]}"
+    env = {**os.environ, **workspace.spawn_env(cluster)}
+    done = subprocess.run([str(workspace.venv(cluster) / "bin" / "python"), "-c", CLIENT,
+                           f"s3a://datasets/{key}"],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == str(sum(2 * i for i in range(1000)))
+    store = s3.root_client(cluster)
+    list(store.remove_objects("datasets", [DeleteObject(o.object_name) for o in
+                                           store.list_objects("datasets", prefix=key, recursive=True)]))
 
 
 def test_a_client_without_the_token_is_refused(cluster: Context) -> None:

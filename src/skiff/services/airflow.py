@@ -36,7 +36,7 @@ from skiff.native import installing
 from skiff.native.context import Context
 from skiff.native.spec import NotReady, Program, Service
 from skiff.pipelines.spec import GPU_QUEUE
-from skiff.services import mlflow, redis
+from skiff.services import mlflow, redis, spark
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 # The path Airflow is served under, publicly (Traefik routes it unchanged) and internally.
@@ -161,6 +161,8 @@ def task_env(ctx: Context) -> dict[str, str]:
         "S3_SECRET_KEY": s.s3_secret_key.get_secret_value(),
         "MODEL_NAME": s.model_name,
         "MODEL_ALIAS": s.model_alias,
+        # Spark Connect with its token: DAG tasks and notebooks submit Spark work there.
+        "SPARK_REMOTE": spark.client_remote(ctx),
     }
 
 
