@@ -84,12 +84,18 @@ def feature_schema(mlmodel: dict[str, Any], fetch: Callable[[str], bytes]) -> Fe
         raise LoadError(f"the model's feature schema is malformed: {exc}") from exc
 
 
-def load_version(registry: Registry, mv: ModelVersion) -> LoadedModel:
-    """Download and build one version, ready to serve (the slow part of a swap)."""
-    # Imported here so that this module, and the unit tests of the holder, need
-    # neither numpy nor onnxruntime.
-    from serving.model_server.session import OnnxPredictor
+@dataclass(frozen=True)
+class OnnxArtifacts:
+    """What a version needs to be scored: its MLmodel, feature schema and ONNX file."""
 
+    mlmodel: dict[str, Any]
+    schema: FeatureSchema
+    path: str
+    onnx: bytes
+
+
+def fetch_onnx(registry: Registry, mv: ModelVersion) -> OnnxArtifacts:
+    """Download one version's ONNX file and feature schema (REST serving and batch scoring)."""
     uri = registry.download_uri(mv.name, mv.version)
 
     def fetch(relative: str) -> bytes:
@@ -101,8 +107,18 @@ def load_version(registry: Registry, mv: ModelVersion) -> LoadedModel:
         raise LoadError(f"{mv.name} version {mv.version} has no onnx flavor "
                         f"(flavors: {sorted(mlmodel.get('flavors') or {})})")
     schema = feature_schema(mlmodel, fetch)
-    onnx_path = onnx_flavor.get("data", "model.onnx")
-    onnx_bytes = fetch(onnx_path)
+    path = onnx_flavor.get("data", "model.onnx")
+    return OnnxArtifacts(mlmodel, schema, path, fetch(path))
+
+
+def load_version(registry: Registry, mv: ModelVersion) -> LoadedModel:
+    """Download and build one version, ready to serve (the slow part of a swap)."""
+    # Imported here so that this module, and the unit tests of the holder, need
+    # neither numpy nor onnxruntime.
+    from serving.model_server.session import OnnxPredictor
+
+    files = fetch_onnx(registry, mv)
+    mlmodel, schema, onnx_path, onnx_bytes = files.mlmodel, files.schema, files.path, files.onnx
     try:
         predictor = OnnxPredictor(onnx_bytes, len(schema.names))
         # A trial run before the swap: a model that loads but cannot predict never serves.

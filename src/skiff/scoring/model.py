@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import yaml
-
-from serving.model_server.model import LoadError, feature_schema
+from serving.model_server.model import LoadError, fetch_onnx
 from serving.model_server.registry import ModelVersion, Registry, RegistryError
 from skiff.bracelet.features import FeatureSchema
 
@@ -64,22 +62,11 @@ def load(tracking_uri: str, ref: str) -> ScoringModel:
         if mv is None:
             raise ModelError(f"no model version {name}@{alias} in the registry at {tracking_uri} "
                              "(unknown model or alias)")
-        uri = registry.download_uri(mv.name, mv.version)
-
-        def fetch(relative: str) -> bytes:
-            return registry.artifact(uri, relative)
-
-        mlmodel = yaml.safe_load(fetch("MLmodel"))
-        onnx_flavor = (mlmodel.get("flavors") or {}).get("onnx")
-        if not onnx_flavor:
-            raise ModelError(f"{name} version {mv.version} has no onnx flavor "
-                             f"(flavors: {sorted(mlmodel.get('flavors') or {})})")
-        schema = feature_schema(mlmodel, fetch)
-        onnx = fetch(onnx_flavor.get("data", "model.onnx"))
+        files = fetch_onnx(registry, mv)
     except LoadError as exc:
         raise ModelError(f"{name}@{alias}: {exc}") from exc
     except RegistryError as exc:
         raise ModelError(f"{name}@{alias}: the registry did not answer: {exc}") from exc
     finally:
         registry.close()
-    return ScoringModel(name, alias, mv.version, mv.run_id, mv.source, onnx, schema)
+    return ScoringModel(name, alias, mv.version, mv.run_id, mv.source, files.onnx, files.schema)
