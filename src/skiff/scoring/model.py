@@ -7,6 +7,8 @@ exactly as that version's REST predictions are.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from serving.model_server.model import LoadError, fetch_onnx
@@ -37,36 +39,39 @@ def parse_ref(ref: str) -> tuple[str, str]:
     return name.strip(), alias.strip()
 
 
-def resolve(tracking_uri: str, ref: str) -> ModelVersion:
-    """The version ``ref`` points to now (no download); ModelError if there is none."""
-    name, alias = parse_ref(ref)
+@contextmanager
+def _registry(tracking_uri: str, name: str, alias: str) -> Iterator[Registry]:
+    """The registry, closed afterwards; its errors become ModelErrors naming NAME@ALIAS."""
     registry = Registry(tracking_uri)
     try:
-        mv = registry.resolve(name, alias)
-    except RegistryError as exc:
-        raise ModelError(f"{name}@{alias}: the registry did not answer: {exc}") from exc
-    finally:
-        registry.close()
-    if mv is None:
-        raise ModelError(f"no model version {name}@{alias} in the registry at {tracking_uri} "
-                         "(unknown model or alias)")
-    return mv
-
-
-def load(tracking_uri: str, ref: str) -> ScoringModel:
-    """The version ``ref`` points to now, downloaded; ModelError if there is none."""
-    name, alias = parse_ref(ref)
-    registry = Registry(tracking_uri)
-    try:
-        mv = registry.resolve(name, alias)
-        if mv is None:
-            raise ModelError(f"no model version {name}@{alias} in the registry at {tracking_uri} "
-                             "(unknown model or alias)")
-        files = fetch_onnx(registry, mv)
+        yield registry
     except LoadError as exc:
         raise ModelError(f"{name}@{alias}: {exc}") from exc
     except RegistryError as exc:
         raise ModelError(f"{name}@{alias}: the registry did not answer: {exc}") from exc
     finally:
         registry.close()
+
+
+def _version(registry: Registry, tracking_uri: str, name: str, alias: str) -> ModelVersion:
+    mv = registry.resolve(name, alias)
+    if mv is None:
+        raise ModelError(f"no model version {name}@{alias} in the registry at {tracking_uri} "
+                         "(unknown model or alias)")
+    return mv
+
+
+def resolve(tracking_uri: str, ref: str) -> ModelVersion:
+    """The version ``ref`` points to now (no download); ModelError if there is none."""
+    name, alias = parse_ref(ref)
+    with _registry(tracking_uri, name, alias) as registry:
+        return _version(registry, tracking_uri, name, alias)
+
+
+def load(tracking_uri: str, ref: str) -> ScoringModel:
+    """The version ``ref`` points to now, downloaded; ModelError if there is none."""
+    name, alias = parse_ref(ref)
+    with _registry(tracking_uri, name, alias) as registry:
+        mv = _version(registry, tracking_uri, name, alias)
+        files = fetch_onnx(registry, mv)
     return ScoringModel(name, alias, mv.version, mv.run_id, mv.source, files.onnx, files.schema)
