@@ -61,6 +61,7 @@ from skiff.pipelines.spec import (
     Resources,
     SpecError,
     check_schedule,
+    dependency_order,
     identifier,
 )
 
@@ -379,7 +380,8 @@ def build_spec(pipeline: Pipeline, config: RuntimeConfig, root_dir: Path, owner:
 
     nodes, sources = [], {}
     inputs_of: dict[str, set[str]] = {}
-    for op in _sorted(operations):
+    for op in dependency_order(operations, key=lambda o: o.id, parents=lambda o: o.parent_operation_ids,
+                               label=lambda o: o.name):
         if not isinstance(op, GenericOperation):
             raise SpecError(f"node '{op.name}' is a '{op.classifier}' component: the Skiff runtime runs "
                             "notebooks and Python scripts only")
@@ -449,24 +451,6 @@ def _task_ids(operations: list[Operation]) -> dict[str, str]:
         ids[op.id] = candidate
         taken.add(candidate)
     return ids
-
-
-def _sorted(operations: list[Operation]) -> list[Operation]:
-    by_id = {op.id: op for op in operations}
-    ordered: list[Operation] = []
-
-    def visit(op: Operation, chain: tuple[str, ...]) -> None:
-        if op.id in chain:
-            raise SpecError(f"the pipeline has a cycle through node '{op.name}'")
-        if op in ordered:
-            return
-        for parent in op.parent_operation_ids:
-            visit(by_id[parent], (*chain, op.id))
-        ordered.append(op)
-
-    for op in operations:
-        visit(op, ())
-    return ordered
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 GB_PER_SLOT = 4
 GPU_QUEUE = "gpu"
@@ -210,18 +211,32 @@ class PipelineSpec:
 
     def in_order(self) -> list[NodeSpec]:
         """Nodes with every node after those it depends on (stable otherwise)."""
-        ordered: list[NodeSpec] = []
-        by_name = {n.name: n for n in self.nodes}
+        return dependency_order(self.nodes, key=lambda n: n.name, parents=lambda n: n.upstream,
+                                label=lambda n: n.name)
 
-        def visit(node: NodeSpec, chain: tuple[str, ...]) -> None:
-            if node.name in chain:
-                raise SpecError(f"the pipeline has a cycle: {' -> '.join((*chain, node.name))}")
-            if node in ordered:
-                return
-            for name in node.upstream:
-                visit(by_name[name], (*chain, node.name))
-            ordered.append(node)
 
-        for node in self.nodes:
-            visit(node, ())
-        return ordered
+T = TypeVar("T")
+
+
+def dependency_order(items: Sequence[T], key: Callable[[T], str], parents: Callable[[T], Iterable[str]],
+                     label: Callable[[T], str]) -> list[T]:
+    """``items`` with each after the ones it depends on (stable otherwise); SpecError on a cycle."""
+    by_key = {key(item): item for item in items}
+    ordered: list[T] = []
+    placed: set[str] = set()
+
+    def visit(item: T, chain: tuple[str, ...]) -> None:
+        k = key(item)
+        if k in chain:
+            names = " -> ".join(label(by_key[c]) for c in (*chain, k))
+            raise SpecError(f"the pipeline has a cycle: {names}")
+        if k in placed:
+            return
+        for parent in parents(item):
+            visit(by_key[parent], (*chain, k))
+        ordered.append(item)
+        placed.add(k)
+
+    for item in items:
+        visit(item, ())
+    return ordered
