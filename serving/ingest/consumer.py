@@ -44,14 +44,6 @@ LOG_EVERY = 60.0
 IDLE_LOG_EVERY = 300.0
 
 
-def _wait_quietly(future: Future[Any]) -> bool:
-    """Wait for a batch that is being abandoned (its outcome no longer matters)."""
-    # The batch before it failed: it is replayed whatever its own outcome.
-    with contextlib.suppress(Exception):
-        future.result()
-    return True
-
-
 class ReadyFile:
     def __init__(self, path: Path | None) -> None:
         self.path = path
@@ -245,7 +237,12 @@ class IngestConsumer:
                 try:
                     result = future.result()
                 except Exception as exc:  # Cassandra or the DLQ: nothing committed, read it again
-                    later = [r for batch, _, f in in_flight for r in batch if _wait_quietly(f)]
+                    # The batches after it are replayed too, whatever their own outcome:
+                    # wait for them to finish, then read them all again.
+                    for _, _, later_write in in_flight:
+                        with contextlib.suppress(Exception):
+                            later_write.result()
+                    later = [r for batch, _, _ in in_flight for r in batch]
                     in_flight.clear()
                     self._rewind(consumer, records + later)
                     self.stop.wait(failures.failed(f"batch of {len(records)}", exc))
