@@ -58,6 +58,8 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "REDIS_PASSWORD": _token,
     "SPARK_CONNECT_TOKEN": _token,
     "IGNITE_PASSWORD": _token,
+    "CATALOG_DB_PASSWORD": _token,
+    "CATALOG_SECRET_KEY": _fernet_key,
 }
 
 

@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     spark_host: str | None = None
     ignite_host: str | None = None
     redis_host: str | None = None
+    catalog_host: str | None = None
 
     # The one public address (Traefik, TLS): https://PUBLIC_HOST:HTTPS_PORT/.
     public_host: str = "localhost"
@@ -178,6 +179,12 @@ class Settings(BaseSettings):
     # Redis: the broker of Airflow's Celery workers.
     redis_port: int = 6379
     redis_password: SecretStr
+
+    # The catalog (serving/catalog): projects, assets, access levels, data sources, lineage.
+    catalog_port: int = 8400
+    catalog_db_password: SecretStr
+    # Fernet key encrypting data sources' secrets at rest in the catalog's database.
+    catalog_secret_key: SecretStr
 
     @classmethod
     def load(cls, root: Path) -> Settings:
