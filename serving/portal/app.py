@@ -29,7 +29,7 @@ from flask import Flask, Response, jsonify, redirect, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
-from serving.portal import pages
+from serving.portal import catalog, pages
 from serving.portal.config import PLATFORM_ROLES, Config
 from serving.portal.oidc import Keycloak, LoginError, PendingLogin, identity
 from serving.portal.services import catalogue, statuses
@@ -120,6 +120,8 @@ def create_app(config: Config | None = None, *, keycloak: Keycloak | None = None
             return error_page(502, "Login failed", str(exc))
         token = portal.store.create(who)
         log.info("login: %s (roles %s)", who.username, ",".join(platform_roles(who)) or "-")
+        catalog.announce_in_background(config.upstreams.get(catalog.UPSTREAM), who.access_token,
+                                       who.username)
         resp = redirect(pending.return_to, code=302)
         set_cookie(portal, resp, SESSION_COOKIE, token, path="/")
         resp.delete_cookie(cookie_name, path="/oauth2/", secure=portal.secure_cookies, httponly=True)

@@ -8,7 +8,7 @@ the access token (Keycloak puts ``realm_access`` there).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -93,7 +93,8 @@ class Keycloak:
             raise LoginError("the ID token's nonce is not this login's")
         if id_claims.get("sub") != access.get("sub"):
             raise LoginError("the ID and access tokens name different users")
-        return identity(access, id_claims, id_token=token["id_token"])
+        return replace(identity(access, id_claims, id_token=token["id_token"]),
+                       access_token=token["access_token"])
 
     def logout_url(self, id_token: str | None) -> str:
         """Keycloak's end-session endpoint, coming back to the portal's front page."""

@@ -54,6 +54,8 @@ class Identity:
     groups: tuple[str, ...] = ()
     sid: str | None = None
     id_token: str = field(default="", repr=False)
+    # Only between the login and the catalog's call at login: sessions never store it.
+    access_token: str = field(default="", repr=False, compare=False)
 
 
 class SessionStore:

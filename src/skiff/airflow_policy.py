@@ -1,5 +1,20 @@
-"""Airflow cluster policy: a task that may use a GPU goes to the ``gpu`` queue when its run asks.
+"""Airflow cluster policy: GPU queue on request, and the catalog's visibility rule at run start.
 
+**The visibility rule** (skiff.catalog): before any task of a run executes, the
+catalog is asked whether the DAG's workflow may run with today's access levels
+(``POST /api/v1/workflows/by-dag/DAG_ID/runnable``): a public workflow whose used
+dataset has since become private must not run. ``task_policy`` gives every task
+a pre-execute hook doing that; Airflow applies cluster policies wherever it
+parses DAG files, including the worker that runs the task (the task runner
+parses the file and calls ``task._pre_execute_hook`` before ``execute``, in
+``airflow.sdk.execution_time.task_runner._execute_task``), so the check runs in
+the task's own process, before its code. A refusal raises
+``AirflowFailException``: the task fails without retries, its log says which
+asset, and the tasks after it do not run. A DAG the catalog does not know (404)
+runs (nothing was declared to check); a catalog that does not answer fails the
+task (with retries), rather than letting a run skip the check.
+
+**GPU queue.**
 A task's Celery queue is fixed when its task instance is created, before any of
 the DAG's code runs, so a run-time choice ("this training run wants a GPU") cannot
 be made inside the DAG without a second copy of the task behind a branch. Airflow's
@@ -15,9 +30,13 @@ need a GPU (Elyra nodes with a GPU request) simply have ``queue="gpu"``.
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 from skiff.pipelines.spec import GPU_QUEUE
+
+log = logging.getLogger(__name__)
 
 GPU_PARAM = "gpu"
 # Celery ignores executor_config; it survives DAG serialization, so the scheduler sees it.
@@ -45,3 +64,60 @@ def task_instance_mutation_hook(task_instance: Any, dag_run: Any) -> None:
     queue = queue_for(task_instance.executor_config, dag_run.conf)
     if queue:
         task_instance.queue = queue
+
+
+class RunRefused(RuntimeError):
+    """The catalog refused the run: the message names the workflow and the offending asset."""
+
+
+def check_runnable(dag_id: str, environ: Any = os.environ) -> str:
+    """Ask the catalog whether ``dag_id`` may run; returns why it may, raises RunRefused if not."""
+    from skiff.catalog import lineage
+    from skiff.catalog.client import CatalogError, Client
+
+    url = environ.get("CATALOG_URL")
+    if not url:
+        return "no catalog configured (CATALOG_URL)"
+    with Client(url, token=lineage.service_token(environ)) as client:
+        try:
+            answer = client.runnable(dag_id)
+        except CatalogError as exc:
+            if exc.status == 404:
+                return f"DAG {dag_id} is not registered as a workflow in the catalog"
+            if exc.status == 422:
+                asset = f" (asset {exc.asset})" if exc.asset else ""
+                message = exc.body.get("message") if isinstance(exc.body, dict) else None
+                raise RunRefused(f"the catalog refuses this run of {dag_id}: "
+                                 f"{message or exc}{asset}") from None
+            raise
+    workflow = (answer.get("workflow") or {}).get("ref", f"the workflow of {dag_id}")
+    return f"{workflow} may run"
+
+
+def catalog_check(context: Any) -> None:
+    """A task's pre-execute hook: fail the task, without retries, if the catalog refuses the run."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    dag_id = context["dag_run"].dag_id
+    try:
+        verdict = check_runnable(dag_id)
+    except RunRefused as exc:
+        raise AirflowFailException(str(exc)) from None
+    log.info("visibility rule: %s", verdict)
+
+
+def task_policy(task: Any) -> None:
+    """Every task checks the visibility rule before it executes (its own pre-execute hook kept)."""
+    own = getattr(task, "_pre_execute_hook", None)
+    if own is catalog_check or getattr(own, "_skiff_checks", False):
+        return
+    if own is None:
+        task._pre_execute_hook = catalog_check
+        return
+
+    def both(context: Any) -> None:
+        catalog_check(context)
+        own(context)
+
+    both._skiff_checks = True  # type: ignore[attr-defined]
+    task._pre_execute_hook = both

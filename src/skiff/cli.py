@@ -14,6 +14,7 @@ from rich.table import Table
 
 from skiff import __version__, compose, tls
 from skiff.bracelet.features import SITES
+from skiff.catalog.cli import catalog, history
 from skiff.envfile import write_env
 from skiff.native import launcher
 from skiff.native.context import Context
@@ -385,6 +386,9 @@ def _print_front_door(ctx: Context) -> None:
 main.add_command(users)
 # Batch scoring on Spark (skiff/scoring/command.py).
 main.add_command(score)
+# The catalog: projects, assets, access levels, data sources; the history of what runs made.
+main.add_command(catalog)
+main.add_command(history)
 
 
 if __name__ == "__main__":

@@ -161,6 +161,13 @@ def user_token(settings: Settings, username: str, password: str, client_id: str 
     return client.token(username=username, password=password, grant_type="password")["access_token"]
 
 
+def service_token(settings: Settings) -> str:
+    """The platform's service caller (``service-account-airflow``): client credentials of
+    client airflow, what the catalog lets provision users' data sources."""
+    client = openid(settings, "airflow", client_secret(settings, "airflow"))
+    return client.token(grant_type="client_credentials")["access_token"]
+
+
 def find_user(admin: KeycloakAdmin, name: str) -> dict | None:
     """The user named exactly ``name``, or None (Keycloak's search is by prefix)."""
     found = admin.get_users({"username": name, "exact": True})

@@ -107,9 +107,42 @@ def add(name: str, team: str, role: str, email: str | None, password: str | None
         _fail(f"Keycloak refused to create {name!r}: {kc.describe(exc)}")
     out.print(f"created user [bold]{name}[/] (role {role}, team {team}) in realm "
               f"{ctx.settings.keycloak_realm}; sign in at {ctx.settings.public_url}/")
+    _provision_data_sources(ctx, name, [team])
     if password is None:
         # Printed once, on stdout alone, so it can be piped to a password manager.
         out.print(f"password: {chosen}", highlight=False, markup=False)
+
+
+def _provision_data_sources(ctx: Context, name: str, teams: list[str]) -> None:
+    """Ask the catalog for the user's S3 stores now; when it cannot, the first login will.
+
+    The catalog does the work (serving/catalog/stores.py): it holds the S3 root
+    keys and the database the stores are registered in.
+    """
+    import httpx
+    from keycloak.exceptions import KeycloakError
+
+    from skiff import keycloak as kc
+    from skiff.services.catalog import internal_url
+
+    s = ctx.settings
+    url = f"{internal_url(s)}/api/v1/users/{name}/provision"
+    later = "they are created when the user first signs in"
+    try:
+        resp = httpx.post(url, json={"teams": teams}, timeout=60,
+                          headers={"Authorization": f"Bearer {kc.service_token(s)}"})
+    except (httpx.HTTPError, KeycloakError) as exc:
+        err.print(f"[yellow]warning:[/] data sources of {name} not created ({exc}); {later}",
+                  highlight=False)
+        return
+    answer = resp.json() if resp.headers.get("content-type", "").startswith("application/json") \
+        else {}
+    if resp.status_code != 200 or not answer.get("provisioned"):
+        why = answer.get("reason") or answer.get("message") or resp.text[:200]
+        err.print(f"[yellow]warning:[/] data sources of {name} not created (catalog: HTTP "
+                  f"{resp.status_code} {why}); {later}", highlight=False)
+        return
+    out.print(f"data sources: {', '.join(answer.get('data_sources', []))}", highlight=False)
 
 
 @users.command("list")

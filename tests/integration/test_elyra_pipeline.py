@@ -161,7 +161,11 @@ def jupyter(stack: Context, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     runtime.mkdir()
     port, token = _free_port(), secrets.token_hex(16)
     env = {"PATH": os.environ["PATH"], "HOME": str(base), "JUPYTER_RUNTIME_DIR": str(runtime),
-           **workspace.spawn_env(stack), "SKIFF_USER": USER, "JUPYTERHUB_USER": USER}
+           **workspace.spawn_env(stack), "SKIFF_USER": USER, "JUPYTERHUB_USER": USER,
+           # No hub here to hand the server its user's token: the catalog check at submission
+           # (skiff.pipelines.governance) signs in as the platform admin instead.
+           "SKIFF_USERNAME": stack.settings.platform_admin_user,
+           "SKIFF_PASSWORD": stack.settings.platform_admin_password.get_secret_value()}
     log = (base / "server.log").open("w")
     proc = subprocess.Popen(
         [str(python), "-m", "jupyter", "server", "--no-browser", f"--port={port}", "--ip=127.0.0.1",

@@ -99,6 +99,8 @@ def native(ctx: Context) -> dict[str, Any]:
     ("/mlflow/health", "mlflow", None),
     ("/model/v1/predict", "model-server", None),
     ("/model/healthz", "model-server", None),
+    ("/catalog/api/v1/assets", "catalog", None),
+    ("/catalog/healthz", "catalog", None),
     ("/dashboard/", "api@internal", "auth-admin"),
     ("/dashboard", "api@internal", "auth-admin"),
     ("/api/rawdata", "api@internal", "auth-admin"),
@@ -155,6 +157,12 @@ def test_the_model_api_loses_its_prefix(native: dict[str, Any]) -> None:
     assert strip == [{"stripPrefix": {"prefixes": ["/model"]}}]
 
 
+def test_the_catalog_api_loses_its_prefix(native: dict[str, Any]) -> None:
+    _, router = route(native, "/catalog/api/v1/me")
+    strip = [native["http"]["middlewares"][m] for m in router["middlewares"] if m.startswith("strip")]
+    assert strip == [{"stripPrefix": {"prefixes": ["/catalog"]}}]
+
+
 def test_native_upstreams_are_each_services_loopback_address(native: dict[str, Any], ctx: Context) -> None:
     s = ctx.settings
     servers = {name: svc["loadBalancer"]["servers"][0]["url"]
@@ -166,6 +174,7 @@ def test_native_upstreams_are_each_services_loopback_address(native: dict[str, A
         "airflow": f"http://127.0.0.1:{s.airflow_port}",
         "mlflow": f"http://127.0.0.1:{s.mlflow_port}",
         "model-server": f"http://127.0.0.1:{s.model_server_port}",
+        "catalog": f"http://127.0.0.1:{s.catalog_port}",
     }
     assert mlflow.tracking_uri(ctx) == f"{servers['mlflow']}{mlflow.STATIC_PREFIX}"
 

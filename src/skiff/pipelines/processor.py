@@ -20,6 +20,13 @@ Two properties are ours: pipeline parameters (Elyra leaves their class to each
 runtime: typed values, here Airflow DAG params) and the pipeline's schedule (a cron
 expression; Elyra 4.1 has no such property, so it is an Elyra-owned node property
 of this runtime, shown under the pipeline's "Generic Node Defaults").
+
+Three more, the same way, place the pipeline in the catalog (skiff.pipelines.governance):
+its access level (private, team, public), its team, and the catalog assets it uses
+(``KIND/NAME``, on the pipeline or on a node). A submission the catalog refuses
+(the visibility rule: a team workflow may not use a private asset, a public one
+neither a team nor a private asset) fails before anything is uploaded, naming the
+asset; an accepted one is registered as ``workflow/<dag id>``.
 """
 
 from __future__ import annotations
@@ -49,7 +56,7 @@ from elyra.pipeline.properties import (
 from elyra.pipeline.runtime_type import ApacheAirflowResources, RuntimeProcessorType
 from elyra.util.path import get_absolute_path
 
-from skiff.pipelines import compose, dag, storage
+from skiff.pipelines import compose, dag, governance, storage
 from skiff.pipelines.defaults import SCHEMA_NAME
 from skiff.pipelines.spec import (
     NOTEBOOK,
@@ -66,6 +73,7 @@ from skiff.pipelines.spec import (
 )
 
 SCHEDULE = "skiff_schedule"
+ACCESS, TEAM, USES = "skiff_access", "skiff_team", "skiff_uses"
 PARAMETERS = "SKIFF_AIRFLOW_PIPELINE_PARAMETERS"
 CLASSIFIERS = {"execute-notebook-node": NOTEBOOK, "execute-python-node": PYTHON}
 # Elyra knows one export format for Airflow (the DAG, "py"); the Compose file is ours.
@@ -121,6 +129,90 @@ class PipelineSchedule(ElyraProperty):
 
     def add_to_execution_object(self, runtime_processor: Any, execution_object: Any, **kwargs: Any) -> None:
         """The schedule is the DAG's, not a task's: nothing to add to a node."""
+
+
+class _TextValue:
+    """A one-line text property of this runtime (a mixin: no property id of its own)."""
+
+    applies_to_generic = True
+    applies_to_custom = False
+    _json_data_type = "string"
+    placeholder = ""
+
+    def __init__(self, value: Any = None, **kwargs: Any) -> None:
+        self.value = value.strip() if isinstance(value, str) and value.strip() else None
+
+    @classmethod
+    def get_single_instance(cls, value: Any = None) -> Any:
+        if isinstance(value, ElyraProperty):
+            return value
+        instance = cls(value=value)
+        return None if instance.should_discard() else instance
+
+    @classmethod
+    def get_schema(cls) -> dict[str, Any]:
+        schema = super().get_schema()  # type: ignore[misc]
+        schema["uihints"] = {"ui:placeholder": cls.placeholder}
+        return dict(schema)
+
+    def should_discard(self) -> bool:
+        return not self.value
+
+    def get_value_for_display(self) -> Any:
+        return self.value
+
+    def get_all_validation_errors(self) -> list[str]:
+        return []
+
+    def add_to_execution_object(self, runtime_processor: Any, execution_object: Any, **kwargs: Any) -> None:
+        """A property of the pipeline in the catalog: nothing to add to a node."""
+
+
+class PipelineAccess(_TextValue, ElyraProperty):
+    property_id = ACCESS
+    property_display_name = "Catalog access (private, team, public)"
+    property_description = (
+        "Who sees this pipeline's workflow in the catalog: private (you), team (your team), public "
+        "(everyone). A team pipeline may not use private assets, a public one neither team nor "
+        "private ones. Set it in the pipeline's properties. Default: private.")
+    placeholder = "private"
+
+    def get_all_validation_errors(self) -> list[str]:
+        if self.value and self.value not in ("private", "team", "public"):
+            return [f"catalog access {self.value!r} is not one of private, team, public"]
+        return []
+
+
+class PipelineTeam(_TextValue, ElyraProperty):
+    property_id = TEAM
+    property_display_name = "Catalog team"
+    property_description = ("The team of this pipeline's workflow in the catalog (needed for team and "
+                            "public access; default: your only team).")
+    placeholder = "team name"
+
+
+class PipelineUses(_TextValue, ElyraProperty):
+    property_id = USES
+    property_display_name = "Catalog assets used"
+    property_description = ("The catalog assets this pipeline (or node) reads, as KIND/NAME separated by "
+                            "commas, e.g. dataset/sales-2025, data_source/team-analytics.")
+    placeholder = "dataset/NAME, data_source/NAME"
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, _TextValue):
+        return value.value
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def declared(pipeline: Pipeline) -> governance.Declared:
+    """The pipeline's catalog access, team and used assets (the pipeline's and its nodes')."""
+    props = pipeline.pipeline_properties
+    uses = [_text(props.get(USES))]
+    uses += [_text(op.elyra_props.get(USES)) for op in pipeline.operations.values()
+             if isinstance(op, GenericOperation)]
+    return governance.Declared(access=_text(props.get(ACCESS)) or "private", team=_text(props.get(TEAM)),
+                               uses=governance.split_uses(u for u in uses if u))
 
 
 class _ParameterType(PropertyInputType):
@@ -290,7 +382,7 @@ class SkiffAirflowProcessor(RuntimePipelineProcessor):
 
     @property
     def supported_properties(self) -> set[str]:
-        return {ENV_VARIABLES, SCHEDULE}
+        return {ENV_VARIABLES, SCHEDULE, ACCESS, TEAM, USES}
 
     @property
     def pipeline_parameter_class(self) -> type:
@@ -301,11 +393,22 @@ class SkiffAirflowProcessor(RuntimePipelineProcessor):
     def process(self, pipeline: Pipeline) -> SkiffAirflowResponse:
         t0 = time.monotonic()
         config = self._config(pipeline)
+        # Asked first: a pipeline the catalog refuses leaves nothing behind.
+        placed = declared(pipeline)
+        catalog = governance.client_for_submission()
+        if catalog is not None:
+            governance.check(catalog, placed)
         spec = self._publish(pipeline, config)
         path = self._dag_path(config, spec)
         write_atomically(path, dag.render(spec))
         self.log_pipeline_info(pipeline.name, f"DAG {spec.dag_id} written to {path}",
                                duration=time.monotonic() - t0)
+        if catalog is not None:
+            with catalog:
+                workflow = governance.register(catalog, spec.dag_id, placed,
+                                               description=spec.description or spec.source)
+            self.log_pipeline_info(pipeline.name, f"registered {workflow.get('ref')} in the catalog "
+                                                  f"({placed.access})")
         airflow = config.api_endpoint
         return SkiffAirflowResponse(
             run_url=f"{airflow}/dags/{spec.dag_id}", object_storage_url=config.cos_endpoint,

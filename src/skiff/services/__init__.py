@@ -6,6 +6,7 @@ from skiff.native.spec import Service
 from skiff.services import (
     airflow,
     cassandra,
+    catalog,
     ignite,
     ingest,
     jupyterhub,
@@ -39,6 +40,7 @@ REGISTRY: dict[str, Service] = {
         airflow.SERVICE,
         training_trigger.SERVICE,
         jupyterhub.SERVICE,
+        catalog.SERVICE,
         portal.SERVICE,
         traefik.SERVICE,
     )

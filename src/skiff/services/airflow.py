@@ -163,6 +163,10 @@ def task_env(ctx: Context) -> dict[str, str]:
         "MODEL_ALIAS": s.model_alias,
         # Spark Connect with its token: DAG tasks and notebooks submit Spark work there.
         "SPARK_REMOTE": spark.client_remote(ctx),
+        # The catalog (skiff.catalog): tasks post lineage there with the token of the
+        # Keycloak client Airflow logs in with (AIRFLOW__KEYCLOAK_AUTH_MANAGER__*, in
+        # airflow_env only); notebooks call it with their user's own token.
+        "CATALOG_URL": f"http://{s.host('catalog')}:{s.catalog_port}",
     }
 
 

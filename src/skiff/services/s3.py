@@ -17,6 +17,7 @@ from minio.error import S3Error
 from skiff.native import installing
 from skiff.native.context import Context
 from skiff.native.spec import NotReady, Program, Service
+from skiff.settings import Settings
 
 PACKAGE = "github.com/versity/versitygw/cmd/versitygw"
 HEALTH_PATH = "/health"
@@ -66,6 +67,14 @@ def client(endpoint: str, access_key: str, secret_key: str, region: str = "us-ea
 def root_client(ctx: Context) -> Minio:
     s = ctx.settings
     return client(s.s3_endpoint, s.s3_access_key, s.s3_secret_key.get_secret_value(), s.s3_region)
+
+
+def client_env(settings: Settings) -> dict[str, str]:
+    """The variables a service needs to act as the store's root account (the catalog's
+    provisioning of users' stores: serving/catalog/s3gateway.py), as in .env and Compose."""
+    return {"S3_HOST": settings.host("s3"), "S3_PORT": str(settings.s3_port),
+            "S3_REGION": settings.s3_region, "S3_ACCESS_KEY": settings.s3_access_key,
+            "S3_SECRET_KEY": settings.s3_secret_key.get_secret_value()}
 
 
 def ready(ctx: Context) -> None:

@@ -60,6 +60,7 @@ def upstreams(ctx: Context) -> dict[str, str]:
         "SKIFF_AIRFLOW_URL": at("airflow", s.airflow_port),
         "SKIFF_MLFLOW_URL": at("mlflow", s.mlflow_port),
         "SKIFF_MODEL_SERVER_URL": at("model_server", s.model_server_port),
+        "SKIFF_CATALOG_URL": at("catalog", s.catalog_port),
     }
 
 

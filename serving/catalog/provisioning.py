@@ -1,0 +1,54 @@
+"""The caller's data sources, made on first sight: stores.provision(user, teams).
+
+``serving.catalog.stores`` (the S3 stores of users and teams) is imported
+lazily: the catalog runs without it, and says so in ``/api/v1/me``. A user is
+provisioned again when their teams change (a new team's bucket to reach).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from serving.catalog.db import Principal, utcnow
+
+log = logging.getLogger(__name__)
+
+
+def provisioner() -> Callable[[str, list[str]], list[str]] | None:
+    try:
+        stores = importlib.import_module("serving.catalog.stores")
+    except ModuleNotFoundError as exc:
+        if exc.name != "serving.catalog.stores":
+            raise
+        return None
+    return getattr(stores, "provision", None)
+
+
+def provision(user: str, teams: list[str]) -> dict[str, Any]:
+    run = provisioner()
+    if run is None:
+        return {"provisioned": False, "reason": "data-source provisioning is not installed"}
+    return {"provisioned": True, "data_sources": list(run(user, list(teams)))}
+
+
+def on_first_sight(session: Session, user: str, teams: list[str]) -> dict[str, Any] | None:
+    """Provision once per user and set of teams; None when nothing had to be done."""
+    seen = session.get(Principal, user)
+    if seen is not None and seen.teams == sorted(teams) and seen.provisioned_at is not None:
+        return None
+    try:
+        result = provision(user, teams)
+    except Exception as exc:  # the caller still gets their answer; we log why
+        log.exception("provisioning data sources of %s failed", user)
+        return {"provisioned": False, "reason": f"{type(exc).__name__}: {exc}"}
+    if seen is None:
+        seen = Principal(name=user)
+        session.add(seen)
+    seen.teams = sorted(teams)
+    seen.provisioned_at = utcnow() if result["provisioned"] else None
+    return result
