@@ -5,6 +5,8 @@ Trigger with a conf: ``{"input": "s3://bucket/file.csv", "model": "bracelet@cham
 model or alias and an output path that already holds results before Spark is
 asked; ``score`` sends the job to Spark Connect (``skiff.scoring.job``: this
 venv needs no Java) and returns what it wrote, the counts and the MLflow run.
+Its lineage (input CSV and model version -> scored and rejected rows) goes to the
+catalog (skiff.catalog.scoring; CATALOG_URL).
 
 Environment (airflow_env natively, docker-compose.yml in Compose): SPARK_REMOTE
 (Spark Connect's address and token; natively, without it, read from this
@@ -80,10 +82,13 @@ def batch_scoring() -> None:
 
     @task
     def score(checked: dict[str, str]) -> dict[str, Any]:
+        from skiff.catalog.scoring import scoring_lineage
         from skiff.scoring import job
 
         remote = os.environ.get("SPARK_REMOTE") or _native_remote()
         result = job.run(remote, _tracking_uri(), checked["model"], checked["input"], checked["out"])
+        context = get_current_context()
+        scoring_lineage(context, context["params"], asdict(result))
         return asdict(result)
 
     score(check())

@@ -56,8 +56,10 @@ def project_json(project: Project, caller: Caller, with_assets: bool = False) ->
     return body
 
 
-def find_asset(session: Session, kind: str, name: str) -> Asset | None:
-    return session.scalars(select(Asset).where(Asset.kind == kind, Asset.name == name)).first()
+def find_asset(session: Session, kind: str, name: str, *, lock: bool = False) -> Asset | None:
+    query = select(Asset).where(Asset.kind == kind, Asset.name == name)
+    # Locked: versions are numbered from the asset's existing ones, one writer at a time.
+    return session.scalars(query.with_for_update() if lock else query).first()
 
 
 def readable_asset(session: Session, caller: Caller, kind: str, name: str) -> Asset:

@@ -165,7 +165,7 @@ def asset_facet(dataset: Dataset, field: str) -> SkiffAsset:
 
 
 def ensure_asset(session: Session, facet: SkiffAsset, owner: tuple[str, str | None, str]) -> Asset:
-    asset = find_asset(session, facet.kind, facet.name)
+    asset = find_asset(session, facet.kind, facet.name, lock=True)
     if asset is None:
         who, team, level = owner
         asset = Asset(kind=facet.kind, name=facet.name, owner=who, team=team, access=level,

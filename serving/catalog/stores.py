@@ -170,7 +170,8 @@ def ensure(gateway: Gateway, user: str, teams: Iterable[str]) -> Outcome:
     stores.append(Store(name=PUBLIC, bucket=PUBLIC, owner=PLATFORM_OWNER, team=None,
                         access="public",
                         description="Public S3 store: bucket public; every user reads it "
-                                    "and writes under public/<their name>/"))
+                                    "and writes under public/NAME/ (NAME as in their own "
+                                    "store, user-NAME)"))
     return Outcome(stores=stores, changes=changes)
 
 

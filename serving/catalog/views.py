@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from serving.catalog import access, assets, history, lineage, provisioning, specs, workflows
 from serving.catalog.auth import Caller
@@ -259,8 +260,13 @@ def workflow_runnable(dag_id: str) -> Response:
 def post_lineage() -> tuple[Response, int]:
     need_service("posting lineage")
     data = body()
-    with current().db.session() as session:
-        return created(lineage.ingest(session, caller(), data))
+    try:
+        with current().db.session() as session:
+            return created(lineage.ingest(session, caller(), data))
+    except IntegrityError:
+        # Two events made the same new asset or run at once; the second sees it now.
+        with current().db.session() as session:
+            return created(lineage.ingest(session, caller(), data))
 
 
 @api.get("/runs/<run_id>")

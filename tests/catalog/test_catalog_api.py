@@ -308,3 +308,31 @@ def test_the_api_is_published_under_catalog_behind_traefik(crowd: World, stack) 
                    headers={"Authorization": f"Bearer {crowd.bob.token}"})
     assert me.json()["user"] == crowd.bob.name
     assert httpx.get(f"{public}/api/v1/me", verify=trust, timeout=10).status_code == 401
+
+
+def test_managed_stores_hand_their_keys_to_their_owner_only(crowd: World) -> None:
+    assert crowd.alice.post(f"/users/{crowd.bob.name}/provision",
+                            json={"teams": [crowd.team_a]}).status_code == 403
+    answer = crowd.service.post(f"/users/{crowd.bob.name}/provision",
+                                json={"teams": [crowd.team_a]})
+    assert answer.status_code == 200, answer.text
+    if not answer.json()["provisioned"]:
+        pytest.skip(f"no data-source provisioning here: {answer.json()['reason']}")
+    own = [r for r in answer.json()["data_sources"] if r.startswith("data_source/user-")]
+    assert len(own) == 1, answer.json()
+    ref = own[0]
+    shown = crowd.bob.get(f"/assets/{ref}").json()
+    assert (shown["owner"], shown["access"], shown["spec"]["managed"]) == \
+        (crowd.bob.name, "private", True)
+    assert shown["spec"]["secret"] == {"stored": True, "fields": ["access_key", "secret_key"]}
+    keys = crowd.bob.get(f"/assets/{ref}/credentials")
+    assert keys.status_code == 200, keys.text
+    secret = keys.json()["spec"]["secret"]
+    assert secret["access_key"] and secret["secret_key"]
+    assert secret["secret_key"] not in crowd.bob.get(f"/assets/{ref}").text
+    # Nobody else gets them, not even an admin; the platform's store stays as it is.
+    assert crowd.alice.get(f"/assets/{ref}/credentials").status_code == 404
+    assert crowd.admin.get(f"/assets/{ref}/credentials").status_code == 403
+    assert crowd.bob.patch(f"/assets/{ref}", json={"access": "public"}).status_code == 403
+    assert crowd.bob.delete(f"/assets/{ref}").status_code == 403
+    assert crowd.bob.patch(f"/assets/{ref}", json={"description": "mine"}).status_code == 200

@@ -228,3 +228,20 @@ def test_a_malformed_event_is_a_422_naming_the_field(crowd: World, change: Any,
     answer = crowd.service.post("/lineage", json=body)
     assert answer.status_code == 422, answer.text
     assert answer.json()["field"] == field
+
+
+def test_concurrent_runs_get_distinct_versions(crowd: World) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    name = crowd.name("busy")
+
+    def post(_: int) -> Any:
+        return crowd.service.post("/lineage", json=event(
+            "COMPLETE", str(uuid.uuid4()), "busy.write", skiff_run={"user": crowd.alice.name},
+            outputs=[asset("s3://x", "busy", kind="dataset", name=name)]))
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        answers = list(pool.map(post, range(6)))
+    assert [a.status_code for a in answers] == [201] * 6, [a.text for a in answers]
+    recorded = sorted(a.json()["recorded"][0] for a in answers)
+    assert recorded == sorted(f"dataset/{name}@{n}" for n in range(1, 7))

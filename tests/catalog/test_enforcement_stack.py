@@ -5,7 +5,9 @@
   using a private asset, a public workflow using a team or private asset) are
   refused naming the asset, the others pass; then through Elyra itself: a
   JupyterLab server of the workspace venv, as alice, submitting a pipeline whose
-  properties make it public while it uses her team's dataset: refused, no DAG.
+  properties make it public while it uses her team's dataset: refused, no DAG;
+  as a team pipeline it is accepted, and its run's node outputs are recorded as
+  the team's datasets, made by alice's run (skiff.catalog.pipelines).
 - At run start: a DAG registered as a public workflow using a public dataset runs;
   once the dataset is made team-only, the next run's task fails before its code,
   without retries, its log naming the dataset (skiff.airflow_policy.task_policy).
@@ -27,7 +29,7 @@ import httpx
 import pytest
 
 from skiff import airflow_api
-from skiff.catalog import CatalogError, Client
+from skiff.catalog import CatalogError, Client, pipelines
 from skiff.native.context import Context
 from skiff.pipelines import governance
 from skiff.pipelines.governance import Declared, GovernanceError
@@ -186,8 +188,27 @@ def test_elyra_refuses_a_public_pipeline_using_a_team_dataset_and_writes_no_dag(
         assert workflow["spec"]["uses"] == [assets["team"]]
         with people.client("carol") as carol:
             assert carol.workflow_for_dag(dag_id) is None
+
+        # Run it: the nodes' outputs are recorded as the team's, made by alice's run.
+        with airflow_api.client(stack) as api:
+            airflow_api.wait_for_dag(api, dag_id, timeout=300)
+            run_id = airflow_api.trigger(api, dag_id)
+            assert airflow_api.wait_run(api, dag_id, run_id, timeout=900) == "success"
+        output = f"dataset/{pipelines.output_asset(dag_id, 'bracelet_extra_rows.csv')}"
+        with people.client("bob") as bob:
+            made = bob.history(output)["chain"][0]
+            assert bob.asset(output)["access"] == "team"
+        assert made["run"]["dag_run_id"] == run_id
+        assert made["run"]["workflow"] == f"workflow/{dag_id}"
+        assert made["run"]["user"] == people.names["alice"]
+        assert made["location"].startswith("s3://pipelines/")
+        assert made["digest"].startswith("sha256:")
+        with people.client("carol") as carol, pytest.raises(CatalogError):
+            carol.asset(output)
     finally:
         Path(accepted.json()["dag_file"]).unlink(missing_ok=True)
+        with airflow_api.client(stack) as api:
+            api.delete(f"/dags/{dag_id}")
 
 
 # --- run start: the Airflow policy ---------------------------------------------------

@@ -20,6 +20,7 @@ from minio.error import S3Error
 from serving.catalog import stores
 from serving.catalog.s3gateway import Gateway, S3Config, minio_client
 from skiff.native.context import Context
+from tests.catalog.stores_support import purge
 
 pytestmark = pytest.mark.integration
 
@@ -53,7 +54,7 @@ def gateway(config: S3Config) -> Iterator[Gateway]:
 
 
 @pytest.fixture(scope="module")
-def world(gateway: Gateway, config: S3Config) -> dict[str, object]:
+def world(gateway: Gateway, config: S3Config) -> Iterator[dict[str, object]]:
     """Fresh users and teams (a random suffix: reruns never meet old buckets)."""
     suffix = uuid.uuid4().hex[:8]
     team_a, team_b = f"Stores A {suffix}", f"stores-b-{suffix}"
@@ -65,8 +66,9 @@ def world(gateway: Gateway, config: S3Config) -> dict[str, object]:
         assert secret is not None
         people[who] = Person(name, outcome, minio_client(
             config.endpoint, secret["access_key"], secret["secret_key"], config.region))
-    return {"people": people, "team_a": stores.team_bucket(team_a),
-            "team_b": stores.team_bucket(team_b), "teams": (team_a, team_b)}
+    yield {"people": people, "team_a": stores.team_bucket(team_a),
+           "team_b": stores.team_bucket(team_b), "teams": (team_a, team_b)}
+    purge(gateway, [p.name for p in people.values()], [team_a, team_b])
 
 
 def person(world: dict[str, object], who: str) -> Person:
@@ -203,3 +205,4 @@ def test_leaving_a_team_takes_the_keys_out(gateway: Gateway, world: dict[str, ob
     denied(lambda: get(dave, stores.team_bucket(team), "x.txt"))
     assert [s.ref for s in left.stores] == [f"data_source/{stores.user_bucket(name)}",
                                             "data_source/public"]
+    purge(gateway, [name], [team])

@@ -31,6 +31,7 @@ from serving.portal import catalog as portal_catalog
 from skiff import keycloak as kc
 from skiff.native.context import Context
 from skiff.services.catalog import internal_url
+from tests.catalog.stores_support import purge
 from tests.integration.test_gateway import browser_login
 
 pytestmark = pytest.mark.integration
@@ -81,16 +82,6 @@ class World:
         return minio_client(self.s3.endpoint, keys["access_key"], keys["secret_key"], self.s3.region)
 
 
-def _remove(gateway: Gateway, name: str) -> None:
-    bucket = stores.user_bucket(name)
-    if bucket in gateway.bucket_owners():
-        for obj in gateway.s3.list_objects(bucket, recursive=True):
-            gateway.s3.remove_object(bucket, obj.object_name)
-        gateway.s3.remove_bucket(bucket)
-    if stores.access_key(name) in gateway.accounts():
-        gateway.delete_account(stores.access_key(name))
-
-
 @pytest.fixture(scope="module")
 def world(stack: Context) -> Iterator[World]:
     admin = kc.admin_client(stack.settings)
@@ -105,7 +96,11 @@ def world(stack: Context) -> Iterator[World]:
             found = kc.find_user(admin, name)
             if found:
                 admin.delete_user(found["id"])
-            _remove(gateway, name)
+        purge(gateway, w.users.values(), [w.team_a, w.team_b])
+        service = kc.service_token(w.settings)
+        for bucket in [stores.user_bucket(n) for n in w.users.values()] + \
+                [stores.team_bucket(t) for t in (w.team_a, w.team_b)]:
+            w.call("DELETE", f"/assets/data_source/{bucket}", service)
         for team in (w.team_a, w.team_b):
             for group in admin.get_groups({"search": team, "exact": True}):
                 if group["name"] == team:

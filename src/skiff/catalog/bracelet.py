@@ -111,7 +111,10 @@ def onnx_file(tracking_uri: str, name: str, version: str) -> dict[str, Any]:
     run = client.get_run(mv.run_id) if mv.run_id else None
     if run is not None:
         found["step_version"] = run.data.tags.get(STEP_VERSION_TAG)
-    model_id = getattr(mv, "model_id", None)
+    # MLflow 3's registry points at the logged model ("models:/m-..."); the REST store
+    # leaves ModelVersion.model_id empty, the source names it.
+    model_id = getattr(mv, "model_id", None) or (
+        mv.source.removeprefix("models:/") if str(mv.source).startswith("models:/m-") else None)
     if model_id:
         logged = client.get_logged_model(model_id)
         for info in client.list_logged_model_artifacts(model_id):

@@ -18,6 +18,7 @@ MLflow records runs under the person who submitted the pipeline (``mlflow.user``
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -87,8 +88,9 @@ def run_node(node: NodeSpec, params: Mapping[str, Any], run_id: str, s3: Any = N
                                      node_folder)
         else:
             executed = _run_script(s3, node, target, workdir, env, node_folder)
-        outputs = _store_outputs(s3, node, run_id, workdir)
-    return {"node": node.name, "executed": executed, "outputs": outputs,
+        files: list[dict[str, Any]] = []
+        outputs = _store_outputs(s3, node, run_id, workdir, files)
+    return {"node": node.name, "executed": executed, "outputs": outputs, "files": files,
             "run_folder": f"s3://{node.bucket}/{storage.run_prefix(node.prefix, run_id)}/"}
 
 
@@ -157,7 +159,9 @@ def _run_script(s3: Any, node: NodeSpec, script: Path, workdir: Path, env: dict[
     return f"s3://{node.bucket}/{key}"
 
 
-def _store_outputs(s3: Any, node: NodeSpec, run_id: str, workdir: Path) -> list[str]:
+def _store_outputs(s3: Any, node: NodeSpec, run_id: str, workdir: Path,
+                   recorded: list[dict[str, Any]] | None = None) -> list[str]:
+    """Upload the declared outputs; ``recorded`` gets each one's path, location, size and digest."""
     outputs = storage.outputs_prefix(node.prefix, run_id)
     stored = []
     for pattern in node.outputs:
@@ -168,9 +172,12 @@ def _store_outputs(s3: Any, node: NodeSpec, run_id: str, workdir: Path) -> list[
                              f"(looked in the node's folder, where {node.filename} ran)")
         for path in files:
             relative = path.relative_to(workdir).as_posix()
-            storage.put_bytes(s3, node.bucket, f"{outputs}/{relative}", path.read_bytes(),
-                              "application/octet-stream")
+            data = path.read_bytes()
+            storage.put_bytes(s3, node.bucket, f"{outputs}/{relative}", data, "application/octet-stream")
             stored.append(f"s3://{node.bucket}/{outputs}/{relative}")
+            if recorded is not None:
+                recorded.append({"path": relative, "location": stored[-1], "size_bytes": len(data),
+                              "digest": f"sha256:{hashlib.sha256(data).hexdigest()}"})
     return stored
 
 
@@ -197,8 +204,14 @@ def airflow_task(node: Mapping[str, Any]) -> dict[str, Any]:
     """The body of every task of a generated DAG: this run's parameters and id from Airflow."""
     from airflow.sdk import get_current_context
 
+    from skiff.catalog import pipelines as lineage
+
     context = get_current_context()
-    return run_node(NodeSpec.from_json(dict(node)), dict(context["params"]), str(context["run_id"]))
+    spec = NodeSpec.from_json(dict(node))
+    params = dict(context["params"])
+    result = run_node(spec, params, str(context["run_id"]))
+    lineage.node_lineage(context, spec, params, result)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
