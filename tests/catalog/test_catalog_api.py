@@ -49,6 +49,15 @@ def test_a_token_that_is_not_keycloaks_is_refused(crowd: World) -> None:
     assert tampered.get("/me").json()["error"] == "bad_signature"
 
 
+def test_tokens_of_other_clients_are_refused(crowd: World, stack) -> None:  # type: ignore[no-untyped-def]
+    from skiff import keycloak
+
+    # A real, valid token of the realm, but the devices' client's: not a way into the catalog.
+    device = Api(crowd.alice.base, keycloak.device_token(stack.settings))
+    answer = device.get("/me")
+    assert (answer.status_code, answer.json()["error"]) == (401, "wrong_client")
+
+
 def test_me_names_the_caller_and_their_teams(crowd: World) -> None:
     me = crowd.dave.get("/me").json()
     assert (me["user"], sorted(me["teams"]), me["admin"]) == \

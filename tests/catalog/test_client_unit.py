@@ -130,3 +130,13 @@ def test_history_names_a_bad_reference() -> None:
     result = CliRunner().invoke(history, ["bracelet"])
     assert result.exit_code == 1
     assert "KIND/NAME" in result.output
+
+
+def test_the_airflow_clients_secret_reaches_airflow_but_never_the_notebooks(ctx: Any) -> None:
+    from skiff.services import airflow, workspace
+
+    secret = ctx.settings.airflow_client_secret.get_secret_value()
+    assert airflow.airflow_env(ctx)["AIRFLOW__KEYCLOAK_AUTH_MANAGER__CLIENT_SECRET"] == secret
+    assert airflow.task_env(ctx)["CATALOG_URL"] == workspace.spawn_env(ctx)["CATALOG_URL"]
+    assert secret not in workspace.spawn_env(ctx).values()
+    assert secret not in airflow.task_env(ctx).values()

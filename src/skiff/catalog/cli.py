@@ -376,7 +376,7 @@ def data_sources_add(ctx: click.Context, name: str, kind: str, endpoint: str | N
 
 def _describe(entry: dict[str, Any]) -> list[str]:
     who = entry.get("created_by") or "?"
-    lines = [f"[bold]{entry['ref']}[/]  made {entry.get('created_at', '?')} by {who}"]
+    lines = [f"{entry['ref']}  made {entry.get('created_at', '?')} by {who}"]
     facts = ("location", "format", "size_bytes", "digest")
     where = ", ".join(f"{k} {entry[k]}" for k in facts if entry.get(k))
     if where:
@@ -445,7 +445,8 @@ def history(ctx: click.Context, ref: str, as_json: bool, again: bool, user: str 
     else:
         for entry in found.get("chain", []):
             for line in _describe(entry):
-                out.print(line, highlight=False)
+                # Parameters are the user's text: no markup, and no wrapping inside values.
+                out.print(line, highlight=False, markup=False, soft_wrap=True)
     if again:
         try:
             dag_id, new_run = reproduce(found, obj["credentials"])
