@@ -129,11 +129,22 @@ def clean_spec(kind: str, spec: dict[str, Any], secrets: Secrets, existing: Asse
 
 # --- assets ----------------------------------------------------------------------------------
 
+def stores_reserved(kind: str, name: str) -> bool:
+    from serving.catalog import stores
+
+    return stores.is_reserved(kind, name)
+
+
 def create_asset(session: Session, caller: Caller, body: specs.AssetCreate, secrets: Secrets,
                  *, managed: bool = False) -> Asset:
     if body.owner is not None and not caller.admin:
         raise ApiError(422, "invalid", "owner: only admins register assets for someone else",
                        field="owner")
+    if not managed and stores_reserved(body.kind, body.name):
+        # Taken first by someone else, the name would keep the real store out of the catalog.
+        raise ApiError(422, "reserved_name", f"name: data sources named public, user-* or team-* "
+                       f"are the platform's own stores; choose another name than {body.name!r}",
+                       field="name")
     team, level = access.initial_team_access(caller, body.team, body.access)
     spec, sealed = clean_spec(body.kind, body.spec, secrets, managed=managed)
     if find_asset(session, body.kind, body.name) is not None:

@@ -234,6 +234,18 @@ def test_an_invalid_field_is_a_422_naming_it(crowd: World, body: object, field: 
     assert answer.json()["message"].startswith(field)
 
 
+@pytest.mark.parametrize("name", ["public", "user-mallory", "team-everyone"])
+def test_the_platform_stores_names_are_reserved(crowd: World, name: str) -> None:
+    # Taken first by a user, the name would keep the real store out of the catalog.
+    answer = crowd.alice.post("/assets", json={
+        "kind": "data_source", "name": name,
+        "spec": {"type": "s3", "s3": {"endpoint": "http://x", "bucket": "abc"}}})
+    assert (answer.status_code, answer.json()["error"]) == (422, "reserved_name"), answer.text
+    assert answer.json()["field"] == "name"
+    assert crowd.alice.post("/assets", json={"kind": "dataset", "name": crowd.name(name)}
+                            ).status_code == 201
+
+
 def test_unknown_assets_and_kinds_are_404s(crowd: World) -> None:
     missing = crowd.alice.get(f"/assets/dataset/{crowd.name('never-made')}")
     assert (missing.status_code, missing.json()["error"]) == (404, "not_found")
