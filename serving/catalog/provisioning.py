@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from serving.catalog.db import Principal, utcnow
@@ -46,9 +47,9 @@ def on_first_sight(session: Session, user: str, teams: list[str]) -> dict[str, A
     except Exception as exc:  # the caller still gets their answer; we log why
         log.exception("provisioning data sources of %s failed", user)
         return {"provisioned": False, "reason": f"{type(exc).__name__}: {exc}"}
-    if seen is None:
-        seen = Principal(name=user)
-        session.add(seen)
-    seen.teams = sorted(teams)
-    seen.provisioned_at = utcnow() if result["provisioned"] else None
+    # An upsert: two first calls of one user at once (two browser tabs) both get here.
+    values = {"name": user, "teams": sorted(teams),
+              "provisioned_at": utcnow() if result["provisioned"] else None}
+    session.execute(insert(Principal).values(**values).on_conflict_do_update(
+        index_elements=[Principal.name], set_={k: v for k, v in values.items() if k != "name"}))
     return result

@@ -6,8 +6,12 @@ carol (team b), an admin; what one may not see is a 404, never a 403.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
+from skiff import keycloak
+from skiff.native.context import Context
 from tests.catalog.conftest import Api, World
 
 pytestmark = pytest.mark.integration
@@ -357,3 +361,23 @@ def test_managed_stores_hand_their_keys_to_their_owner_only(crowd: World) -> Non
     assert crowd.bob.patch(f"/assets/{ref}", json={"access": "public"}).status_code == 403
     assert crowd.bob.delete(f"/assets/{ref}").status_code == 403
     assert crowd.bob.patch(f"/assets/{ref}", json={"description": "mine"}).status_code == 200
+
+
+def test_a_new_users_first_calls_at_once_all_succeed(stack: Context, crowd: World) -> None:
+    # Two browser tabs at first login: both provision, and neither may fail on the other.
+    settings = stack.settings
+    name = f"eve-{crowd.suffix}"
+    password = keycloak.create_user(settings, name, "data-scientist", crowd.team_b)
+    eve = Api(crowd.alice.base, keycloak.user_token(settings, name, password), name)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: eve.get("/me"), range(4)))
+        assert [a.status_code for a in answers] == [200] * 4, [a.text for a in answers]
+        assert all(a.json()["user"] == name for a in answers)
+        mine = eve.get("/assets", params={"kind": "data_source"}).json()["assets"]
+        assert f"data_source/user-{name}" in {a["ref"] for a in mine}
+    finally:
+        admin = keycloak.admin_client(settings)
+        user = keycloak.find_user(admin, name)
+        if user is not None:
+            admin.delete_user(user["id"])
