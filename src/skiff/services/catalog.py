@@ -73,6 +73,13 @@ def ready(ctx: Context) -> None:
     http_ok(f"{url(ctx)}/healthz")
 
 
+def bootstrap(ctx: Context) -> None:
+    # The platform's own DAGs become public workflows, so the run-start check finds them.
+    from skiff.catalog import workflows
+
+    workflows.bootstrap(ctx.settings, url(ctx))
+
+
 SERVICE = Service(
     name=NAME,
     description="Catalog: projects, assets, access levels, data sources, lineage (REST API)",
@@ -82,5 +89,6 @@ SERVICE = Service(
     ports=lambda ctx: [ctx.settings.catalog_port],
     depends_on=("postgres", "keycloak"),
     install=install,
+    bootstrap=bootstrap,
     start_timeout=90,
 )
