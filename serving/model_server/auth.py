@@ -1,15 +1,9 @@
 """Bearer tokens of the model API: only Keycloak's, for the model API, still valid.
 
-A request must carry ``Authorization: Bearer <JWT>`` whose
-
-- issuer is the realm's public issuer (``AUTH_ISSUER``), checked first, from the
-  unverified claims, so a foreign token never makes us fetch keys;
-- signature verifies with a key of the realm's JWKS (``AUTH_JWKS_URL``, the
-  internal address), cached, and fetched again when a token names a key id we
-  do not know (Keycloak rotated its keys), at most once per ``REFRESH_COOLDOWN``
-  so a flood of made-up key ids cannot turn into a flood of calls to Keycloak;
-- ``exp`` is in the future and ``aud`` contains ``AUTH_AUDIENCE`` (``model-api``,
-  which the devices' client adds to its tokens).
+A request must carry ``Authorization: Bearer <JWT>``, a token of the realm
+(``AUTH_ISSUER``, keys from ``AUTH_JWKS_URL``) whose ``aud`` contains
+``AUTH_AUDIENCE`` (``model-api``, which the devices' client adds to its tokens),
+verified by serving/realm_tokens.py.
 
 Anything else is a 401 whose JSON error code names the problem. Health and
 metrics stay open: probes and Prometheus hold no token.
@@ -28,21 +22,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jwt
-from jwt import PyJWKClient
-
 from serving.model_server.api import ApiError
+from serving.realm_tokens import LEEWAY, REFRESH_COOLDOWN, RealmTokens, TokenRejected
 
 # Paths that answer without a token.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-# Keycloak signs with RS256 unless the realm is told otherwise; never accept "none"/HS*.
-ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256"]
-# Seconds of clock difference tolerated between Keycloak and us.
-LEEWAY = 5
-# Seconds a fetched key set is trusted, and the least time between two fetches
-# caused by unknown key ids.
-JWKS_LIFESPAN = 3600
-REFRESH_COOLDOWN = 30.0
 # Verified tokens remembered; a fleet of this many devices never re-verifies.
 VERIFIED_CACHE_SIZE = 4096
 
@@ -74,9 +58,9 @@ class TokenValidator:
 
     def __init__(self, config: AuthConfig, refresh_cooldown: float = REFRESH_COOLDOWN) -> None:
         self.config = config
-        # PyJWKClient caches the key set and fetches it again for an unknown kid.
-        self.jwks = PyJWKClient(config.jwks_url, cache_jwk_set=True, lifespan=JWKS_LIFESPAN,
-                                timeout=10, cooldown_duration=refresh_cooldown)
+        self.realm = RealmTokens(config.issuer, config.jwks_url, audience=config.audience,
+                                 refresh_cooldown=refresh_cooldown)
+        self.jwks = self.realm.jwks
         self._verified: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
 
@@ -105,43 +89,9 @@ class TokenValidator:
 
     def _verify(self, token: str) -> dict[str, Any]:
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
-        except jwt.DecodeError as exc:
-            raise unauthorized("malformed_token", f"not a JWT: {exc}") from exc
-        issuer = unverified.get("iss")
-        if issuer != self.config.issuer:
-            raise unauthorized("wrong_issuer", f"token issued by {issuer!r}; this API accepts "
-                               f"tokens of {self.config.issuer}")
-        if header.get("alg") not in ALGORITHMS:
-            raise unauthorized("bad_signature", f"signing algorithm {header.get('alg')!r} refused")
-        try:
-            key = self.jwks.get_signing_key(header.get("kid") or "")
-        except jwt.PyJWKClientConnectionError as exc:
-            raise ApiError(503, "keys_unavailable",
-                           f"cannot fetch the realm's signing keys: {exc}") from exc
-        except jwt.PyJWKClientError as exc:
-            raise unauthorized("bad_signature", f"token signed with a key the realm does not "
-                               f"publish ({exc})") from exc
-        try:
-            return jwt.decode(
-                token, key.key, algorithms=ALGORITHMS, issuer=self.config.issuer,
-                audience=self.config.audience, leeway=LEEWAY,
-                options={"require": ["exp", "iat", "iss", "aud"]},
-            )
-        except jwt.ExpiredSignatureError as exc:
-            raise unauthorized("token_expired", "the token has expired; fetch a new one") from exc
-        except jwt.InvalidAudienceError as exc:
-            raise unauthorized("wrong_audience", f"the token is not for {self.config.audience!r} "
-                               f"(aud {unverified.get('aud')!r})") from exc
-        except jwt.InvalidIssuerError as exc:
-            raise unauthorized("wrong_issuer", str(exc)) from exc
-        except jwt.InvalidSignatureError as exc:
-            raise unauthorized("bad_signature", "the token's signature does not verify") from exc
-        except jwt.MissingRequiredClaimError as exc:
-            raise unauthorized("invalid_token", str(exc)) from exc
-        except jwt.InvalidTokenError as exc:
-            raise unauthorized("invalid_token", f"{type(exc).__name__}: {exc}") from exc
+            return self.realm.verify(token)
+        except TokenRejected as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from exc
 
     def check(self, path: str, header: str | None) -> dict[str, Any] | None:
         """Claims of the request's token, None for an open path; raises a 401 otherwise."""

@@ -18,9 +18,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,7 +33,7 @@ from skiff.pipelines.governance import Declared, GovernanceError
 from skiff.services import workspace
 from tests.catalog import people as people_mod
 from tests.catalog.people import People
-from tests.integration.test_elyra_pipeline import JupyterServer, _free_port, _venv_python
+from tests.jupyter_server import JupyterServer, jupyter_server
 
 pytestmark = pytest.mark.integration
 
@@ -111,45 +108,10 @@ def test_registration_rechecks_the_rule_and_records_the_workflow(people: People,
 def alices_jupyter(stack: Context, people: People,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
     """The workspace venv's Jupyter with Elyra and users' environment, signed in to the catalog as alice."""
-    python = _venv_python(stack, "workspace")
-    workspace.install(stack)
-    base = tmp_path_factory.mktemp("jupyter-alice")
-    home = base / "home"
-    shutil.copytree(stack.root / "user-workspace", home)
-    (base / "runtime").mkdir()
-    port, token = _free_port(), secrets.token_hex(16)
     user = people.names["alice"]
-    env = {"PATH": os.environ["PATH"], "HOME": str(base), "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-           **workspace.spawn_env(stack), "SKIFF_USER": user, "JUPYTERHUB_USER": user,
-           "SKIFF_USERNAME": user, "SKIFF_PASSWORD": people.passwords["alice"]}
-    log_path = base / "server.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [str(python), "-m", "jupyter", "server", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-             f"--ServerApp.token={token}", f"--ServerApp.root_dir={home}",
-             *(["--allow-root"] if os.geteuid() == 0 else [])],
-            env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
-        server = JupyterServer(f"http://127.0.0.1:{port}", token, home)
-        try:
-            deadline = time.monotonic() + 180
-            while True:
-                if proc.poll() is not None:
-                    pytest.fail(f"jupyter server exited: {log_path.read_text()[-3000:]}")
-                try:
-                    if server.http.get("/elyra/pipeline/runtimes/types", timeout=5).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    pytest.fail(f"jupyter server not up after 180 s: {log_path.read_text()[-3000:]}")
-                time.sleep(1)
-            yield server
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    with jupyter_server(stack, tmp_path_factory.mktemp("jupyter-alice"), user, {
+            "SKIFF_USERNAME": user, "SKIFF_PASSWORD": people.passwords["alice"]}) as server:
+        yield server
 
 
 def _pipeline(home: Path, name: str, access: str, team: str, uses: str) -> dict[str, Any]:

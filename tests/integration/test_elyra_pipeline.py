@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -33,19 +30,13 @@ from skiff.native.context import Context
 from skiff.pipelines import storage
 from skiff.pipelines.spec import NodeSpec
 from skiff.services import airflow, mlflow, s3, workspace
+from tests.jupyter_server import JupyterServer, jupyter_server, venv_python
 from tests.unit.test_pipelines_dag import _interpolate
 
 pytestmark = pytest.mark.integration
 
 USER = "pipeline-tester"
 BUCKET = "pipelines"
-
-
-def _venv_python(ctx: Context, name: str) -> Path:
-    python = ctx.venv(name) / "bin" / "python"
-    if not python.exists():
-        pytest.skip(f"no {name} venv at {python}")
-    return python
 
 
 # --- the runner, on a tiny notebook, against the real S3 store ---
@@ -96,7 +87,7 @@ def tiny_node(stack: Context, tmp_path: Path) -> NodeSpec:
 def _run(stack: Context, node: NodeSpec, params: dict[str, Any]) -> subprocess.CompletedProcess[str]:
     """The runner as Compose runs it, in the Airflow venv with the Airflow workers' environment."""
     env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp"), **airflow.task_env(stack)}
-    return subprocess.run([str(_venv_python(stack, "airflow")), "-m", "skiff.pipelines.runner",
+    return subprocess.run([str(venv_python(stack, "airflow")), "-m", "skiff.pipelines.runner",
                            "--node-json", json.dumps(node.to_json()), "--params-json", json.dumps(params),
                            "--run-id", "run-1"], capture_output=True, text=True, env=env, timeout=300)
 
@@ -137,65 +128,15 @@ def test_a_missing_upstream_output_is_named(stack: Context, tiny_node: NodeSpec)
 
 # --- the bracelet pipeline, submitted through Elyra's REST API ---
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class JupyterServer:
-    def __init__(self, url: str, token: str, home: Path) -> None:
-        self.url, self.home = url, home
-        self.http = httpx.Client(base_url=url, headers={"Authorization": f"token {token}"}, timeout=600)
-
-
 @pytest.fixture(scope="module")
 def jupyter(stack: Context, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
     """A user's server: the workspace venv's Jupyter with Elyra, JupyterHub's environment for users."""
-    python = _venv_python(stack, "workspace")
-    workspace.install(stack)  # the runtime configuration and the editable skiff, if not yet there
-    base = tmp_path_factory.mktemp("jupyter")
-    home = base / "home"
-    shutil.copytree(stack.root / "user-workspace", home)
-    runtime = base / "runtime"
-    runtime.mkdir()
-    port, token = _free_port(), secrets.token_hex(16)
-    env = {"PATH": os.environ["PATH"], "HOME": str(base), "JUPYTER_RUNTIME_DIR": str(runtime),
-           **workspace.spawn_env(stack), "SKIFF_USER": USER, "JUPYTERHUB_USER": USER,
-           # No hub here to hand the server its user's token: the catalog check at submission
-           # (skiff.pipelines.governance) signs in as the platform admin instead.
-           "SKIFF_USERNAME": stack.settings.platform_admin_user,
-           "SKIFF_PASSWORD": stack.settings.platform_admin_password.get_secret_value()}
-    log = (base / "server.log").open("w")
-    proc = subprocess.Popen(
-        [str(python), "-m", "jupyter", "server", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--ServerApp.token={token}", f"--ServerApp.root_dir={home}",
-         # CI runs as root, which Jupyter refuses unless told.
-         *(["--allow-root"] if os.geteuid() == 0 else [])],
-        env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT)
-    server = JupyterServer(f"http://127.0.0.1:{port}", token, home)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                log_tail = (base / "server.log").read_text()[-3000:]
-                pytest.fail(f"jupyter server exited ({proc.returncode}): {log_tail}")
-            try:
-                if server.http.get("/elyra/pipeline/runtimes/types", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"jupyter server not up after 180 s: {(base / 'server.log').read_text()[-3000:]}")
-            time.sleep(1)
+    # No hub here to hand the server its user's token: the catalog check at submission
+    # (skiff.pipelines.governance) signs in as the platform admin instead.
+    with jupyter_server(stack, tmp_path_factory.mktemp("jupyter"), USER, {
+            "SKIFF_USERNAME": stack.settings.platform_admin_user,
+            "SKIFF_PASSWORD": stack.settings.platform_admin_password.get_secret_value()}) as server:
         yield server
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def _as_the_editor_sends_it(home: Path, run_name: str, gpu_node: str | None = None) -> dict[str, Any]:

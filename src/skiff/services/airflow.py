@@ -150,6 +150,9 @@ def task_env(ctx: Context) -> dict[str, str]:
     s = ctx.settings
     return {
         "MLFLOW_TRACKING_URI": mlflow.tracking_uri(ctx),
+        # MLflow's usage telemetry has nowhere to go here, and its background thread
+        # unsets a variable the REST client reads: a task failed on that race.
+        "MLFLOW_DISABLE_TELEMETRY": "true",
         "KAFKA_HOST": s.host("kafka"),
         "KAFKA_PORT": str(s.kafka_port),
         "CASSANDRA_HOST": s.host("cassandra"),
