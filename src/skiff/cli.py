@@ -359,6 +359,21 @@ def demo(site: str, rate: float, duration: float, model_family: str) -> None:
             cap = d.captured(ctx, report.request_ids, s.model_name, since)
         verdict = "[green]all captured[/]" if cap.captured == cap.answered else "[red]rows missing[/]"
         out.print(f"answered {cap.answered}, captured {cap.captured} in Cassandra: {verdict}")
+
+        out.rule("6. History: where the model came from (the catalog)")
+        from skiff.catalog import CatalogError, workflows
+        from skiff.catalog.cli import describe
+
+        ref = f"model/{s.model_name}@{outcome['version']}"
+        try:
+            with workflows.service_client(ctx.settings) as catalog:
+                chain = catalog.history(ref).get("chain", [])
+        except CatalogError as exc:
+            _fail(f"the catalog has no history of {ref}: {exc}")
+        for entry in chain:
+            for line in describe(entry):
+                out.print(line, highlight=False, markup=False, soft_wrap=True)
+        out.print(f"the same from anywhere: skiff history {ref}")
     except (d.DemoError, d.AirflowError, httpx.HTTPError) as exc:
         _fail(str(exc))
     out.print(f"demo finished in {time.monotonic() - t_start:.0f}s")

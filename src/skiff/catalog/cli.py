@@ -374,7 +374,7 @@ def data_sources_add(ctx: click.Context, name: str, kind: str, endpoint: str | N
 
 # --- skiff history ------------------------------------------------------------
 
-def _describe(entry: dict[str, Any]) -> list[str]:
+def describe(entry: dict[str, Any]) -> list[str]:
     who = entry.get("created_by") or "?"
     lines = [f"{entry['ref']}  made {entry.get('created_at', '?')} by {who}"]
     facts = ("location", "format", "size_bytes", "digest")
@@ -444,7 +444,7 @@ def history(ctx: click.Context, ref: str, as_json: bool, again: bool, user: str 
         _print_json(found)
     else:
         for entry in found.get("chain", []):
-            for line in _describe(entry):
+            for line in describe(entry):
                 # Parameters are the user's text: no markup, and no wrapping inside values.
                 out.print(line, highlight=False, markup=False, soft_wrap=True)
     if again:
