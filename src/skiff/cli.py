@@ -299,7 +299,8 @@ def demo(site: str, rate: float, duration: float, model_family: str) -> None:
 
     Train through Airflow, show the run and the promotion, wait until the model
     server serves the champion, simulate devices, and check every answered
-    request was captured in Cassandra. `make demo` brings the platform up first.
+    request was captured in Cassandra; end with the new model's history from the
+    catalog. `make demo` brings the platform up first.
     """
     import asyncio
     from datetime import UTC, datetime

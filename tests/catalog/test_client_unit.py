@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -140,3 +141,22 @@ def test_the_airflow_clients_secret_reaches_airflow_but_never_the_notebooks(ctx:
     assert airflow.task_env(ctx)["CATALOG_URL"] == workspace.spawn_env(ctx)["CATALOG_URL"]
     assert secret not in workspace.spawn_env(ctx).values()
     assert secret not in airflow.task_env(ctx).values()
+
+
+def test_reproduce_overrides_are_json_values_or_text() -> None:
+    from skiff.catalog.cli import parse_overrides
+
+    assert parse_overrides(("include_captured=false", "seed=7", "data_source=s3://d/x.csv",
+                            'hyperparameters={"C": 2}')) == {
+        "include_captured": False, "seed": 7, "data_source": "s3://d/x.csv",
+        "hyperparameters": {"C": 2}}
+    with pytest.raises(click.BadParameter, match="'seed' is not KEY=VALUE"):
+        parse_overrides(("seed",))
+
+
+def test_param_without_reproduce_is_refused() -> None:
+    from skiff.catalog.cli import history
+
+    result = CliRunner().invoke(history, ["model/bracelet@1", "--param", "seed=1"])
+    assert result.exit_code != 0
+    assert "--param replaces recorded parameters of --reproduce" in result.output

@@ -95,7 +95,8 @@ def test_the_models_history_names_notebook_parameters_dataset_digest_and_dag_run
 def test_reproduce_triggers_the_dag_again_with_the_recorded_parameters(
         stack: Context, api: httpx.Client, trained: dict[str, Any]) -> None:
     ref = f"model/{MODEL}@{trained['version']}"
-    out = _skiff(stack, "history", ref, "--reproduce").stdout
+    # A replaced parameter that leaves the training data as it was (promotion's margin).
+    out = _skiff(stack, "history", ref, "--reproduce", "--param", "margin=0.5").stdout
     match = re.search(rf"triggered {DAG} run (\S+)", out)
     assert match, out
     new_run = match.group(1)
@@ -103,6 +104,7 @@ def test_reproduce_triggers_the_dag_again_with_the_recorded_parameters(
     conf = api.get(f"/dags/{DAG}/dagRuns/{new_run}").json()["conf"]
     for key, value in trained["conf"].items():
         assert conf[key] == value
+    assert conf["margin"] == 0.5
     assert demo.wait_run(api, DAG, new_run, timeout=900) == "success"
     again = demo.xcom(api, DAG, new_run, "train")
     assert again["version"] != trained["version"]

@@ -403,8 +403,27 @@ def describe(entry: dict[str, Any]) -> list[str]:
     return lines
 
 
-def reproduce(history: dict[str, Any], credentials: tuple[str, str] | None) -> tuple[str, str]:
-    """Trigger the DAG that made the version, with its recorded parameters; (dag id, new run id)."""
+def parse_overrides(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` options; a VALUE that parses as JSON (false, 3, "x") is taken as such."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
+        try:
+            overrides[key] = json.loads(value)
+        except ValueError:
+            overrides[key] = value
+    return overrides
+
+
+def reproduce(history: dict[str, Any], credentials: tuple[str, str] | None,
+              overrides: dict[str, Any] | None = None) -> tuple[str, str]:
+    """Trigger the DAG that made the version, with its recorded parameters; (dag id, new run id).
+
+    ``overrides`` replace recorded parameters, e.g. to pin the data to the stored
+    training file where the recorded run read a table that has grown since.
+    """
     from skiff import airflow_api
     from skiff.native.context import Context
 
@@ -418,7 +437,8 @@ def reproduce(history: dict[str, Any], credentials: tuple[str, str] | None) -> t
                            "cannot log in to Airflow)")
     ctx = Context.discover()
     with airflow_api.client(ctx, credentials[0], credentials[1]) as api:
-        new_run = airflow_api.trigger(api, run["dag_id"], dict(run.get("parameters") or {}))
+        new_run = airflow_api.trigger(api, run["dag_id"],
+                                      {**dict(run.get("parameters") or {}), **(overrides or {})})
     return str(run["dag_id"]), new_run
 
 
@@ -427,17 +447,22 @@ def reproduce(history: dict[str, Any], credentials: tuple[str, str] | None) -> t
 @click.option("--json", "as_json", is_flag=True, help="Print the history as JSON.")
 @click.option("--reproduce", "again", is_flag=True,
               help="Trigger the DAG that made it again with the recorded parameters; prints the new run id.")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="With --reproduce: replace a recorded parameter (repeatable; JSON values, "
+                   "e.g. include_captured=false).")
 @_user_option
 @click.option("--url", default=None, help="The catalog's base URL (default: CATALOG_URL, or this stack's).")
 @click.pass_context
-def history(ctx: click.Context, ref: str, as_json: bool, again: bool, user: str | None,
-            url: str | None) -> None:
+def history(ctx: click.Context, ref: str, as_json: bool, again: bool, params: tuple[str, ...],
+            user: str | None, url: str | None) -> None:
     """Where KIND/NAME[@VERSION] came from: its run, parameters and inputs, back to the raw data."""
     try:
         r = parse_ref(ref)
     except ValueError as exc:
         _fail(str(exc))
         raise
+    if params and not again:
+        _fail("--param replaces recorded parameters of --reproduce; give --reproduce too")
     obj = _prepare(ctx.ensure_object(dict), user, url)
     found = _call(obj, lambda c: c.history(str(r)))
     if as_json:
@@ -449,7 +474,7 @@ def history(ctx: click.Context, ref: str, as_json: bool, again: bool, user: str 
                 out.print(line, highlight=False, markup=False, soft_wrap=True)
     if again:
         try:
-            dag_id, new_run = reproduce(found, obj["credentials"])
+            dag_id, new_run = reproduce(found, obj["credentials"], parse_overrides(params))
         except (CatalogError, RuntimeError) as exc:
             _fail(str(exc))
             raise
