@@ -8,7 +8,6 @@ client airflow, as Airflow's tasks use it.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,7 @@ from skiff import keycloak
 from skiff.native.context import Context
 from skiff.native.probes import http_ok
 from skiff.services import catalog
+from tests.catalog import people
 
 
 @dataclass
@@ -86,34 +86,20 @@ def catalog_url(stack: Context) -> str:
 @pytest.fixture(scope="session")
 def crowd(stack: Context, catalog_url: str) -> Iterator[World]:
     settings = stack.settings
-    suffix = secrets.token_hex(3)
-    admin_api = keycloak.admin_client(settings)
-    team_a, team_b = f"cat-a-{suffix}", f"cat-b-{suffix}"
-    made: list[str] = []
+    with people.created(stack, "cat") as made:
+        made.add("dave", made.team_a, also=made.team_b)
 
-    def person(stem: str, team: str, also: str | None = None) -> Api:
-        name = f"{stem}-{suffix}"
-        password = keycloak.create_user(settings, name, "data-scientist", team, admin=admin_api)
-        made.append(name)
-        if also is not None:
-            user = keycloak.find_user(admin_api, name)
-            assert user is not None
-            admin_api.group_user_add(user["id"], keycloak.ensure_team(admin_api, also))
-        return Api(catalog_url, keycloak.user_token(settings, name, password), name)
+        def api(who: str) -> Api:
+            return Api(catalog_url, made.token(who), made.names[who])
 
-    service_token = keycloak.openid(settings, "airflow", keycloak.client_secret(settings, "airflow")) \
-        .token(grant_type="client_credentials")["access_token"]
-    admin_token = keycloak.user_token(settings, settings.platform_admin_user,
-                                      settings.platform_admin_password.get_secret_value())
-    yield World(
-        suffix=suffix, team_a=team_a, team_b=team_b,
-        alice=person("alice", team_a), bob=person("bob", team_a), carol=person("carol", team_b),
-        dave=person("dave", team_a, also=team_b),
-        admin=Api(catalog_url, admin_token, settings.platform_admin_user),
-        service=Api(catalog_url, service_token, "service-account-airflow"),
-        anonymous=Api(catalog_url, None),
-    )
-    for name in made:
-        user = keycloak.find_user(admin_api, name)
-        if user is not None:
-            admin_api.delete_user(user["id"])
+        service_token = keycloak.openid(settings, "airflow", keycloak.client_secret(settings, "airflow")) \
+            .token(grant_type="client_credentials")["access_token"]
+        admin_token = keycloak.user_token(settings, settings.platform_admin_user,
+                                          settings.platform_admin_password.get_secret_value())
+        yield World(
+            suffix=made.suffix, team_a=made.team_a, team_b=made.team_b,
+            alice=api("alice"), bob=api("bob"), carol=api("carol"), dave=api("dave"),
+            admin=Api(catalog_url, admin_token, settings.platform_admin_user),
+            service=Api(catalog_url, service_token, "service-account-airflow"),
+            anonymous=Api(catalog_url, None),
+        )

@@ -1,7 +1,8 @@
-"""Two teams and three users in the real Keycloak, fresh per test module (helper C's tests).
+"""Two teams and their people in the real Keycloak, fresh per test module or session.
 
-alice and bob are in team A, carol in team B; each is a data scientist with a
-random suffix, so reruns never meet earlier users. ``client(who)`` is the
+alice and bob are in team A, carol in team B (``add`` makes more, e.g. someone in
+both); each is a data scientist with a random suffix, so reruns never meet
+earlier users, and ``delete`` removes them afterwards. ``client(who)`` is the
 catalog as that user (password grant), ``run_cli`` the ``skiff`` command as them.
 """
 
@@ -11,6 +12,8 @@ import os
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from skiff import keycloak
@@ -24,6 +27,7 @@ class People:
     suffix: str
     team_a: str
     team_b: str
+    prefix: str = "p"
     passwords: dict[str, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
 
@@ -46,13 +50,40 @@ class People:
         return done
 
 
+    def add(self, who: str, team: str, also: str | None = None) -> str:
+        """Create ``who`` in ``team`` (and in ``also``); returns the user name."""
+        admin = keycloak.admin_client(self.ctx.settings)
+        name = f"{self.prefix}-{who}-{self.suffix}"
+        self.names[who] = name
+        self.passwords[who] = keycloak.create_user(self.ctx.settings, name, "data-scientist", team,
+                                                   admin=admin)
+        if also is not None:
+            user = keycloak.find_user(admin, name)
+            assert user is not None
+            admin.group_user_add(user["id"], keycloak.ensure_team(admin, also))
+        return name
+
+    def delete(self) -> None:
+        admin = keycloak.admin_client(self.ctx.settings)
+        for name in self.names.values():
+            user = keycloak.find_user(admin, name)
+            if user is not None:
+                admin.delete_user(user["id"])
+
+
 def create(ctx: Context, prefix: str) -> People:
     suffix = uuid.uuid4().hex[:8]
-    people = People(ctx, suffix, team_a=f"{prefix}-a-{suffix}", team_b=f"{prefix}-b-{suffix}")
-    admin = keycloak.admin_client(ctx.settings)
+    people = People(ctx, suffix, team_a=f"{prefix}-a-{suffix}", team_b=f"{prefix}-b-{suffix}",
+                    prefix=prefix)
     for who, team in (("alice", people.team_a), ("bob", people.team_a), ("carol", people.team_b)):
-        name = f"{prefix}-{who}-{suffix}"
-        people.names[who] = name
-        people.passwords[who] = keycloak.create_user(ctx.settings, name, "data-scientist", team,
-                                                     admin=admin)
+        people.add(who, team)
     return people
+
+
+@contextmanager
+def created(ctx: Context, prefix: str) -> Iterator[People]:
+    people = create(ctx, prefix)
+    try:
+        yield people
+    finally:
+        people.delete()

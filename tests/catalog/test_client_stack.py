@@ -22,8 +22,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def people(stack: Context) -> People:
-    return people_mod.create(stack, "cc")
+def people(stack: Context) -> Iterator[People]:
+    with people_mod.created(stack, "cc") as made:
+        yield made
 
 
 @pytest.fixture(scope="module")

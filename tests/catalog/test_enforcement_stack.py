@@ -39,8 +39,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def people(stack: Context) -> People:
-    return people_mod.create(stack, "ce")
+def people(stack: Context) -> Iterator[People]:
+    with people_mod.created(stack, "ce") as made:
+        yield made
 
 
 @pytest.fixture(scope="module")
