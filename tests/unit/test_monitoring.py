@@ -247,3 +247,19 @@ def test_a_monitoring_run_is_logged_to_mlflow_and_tags_the_version(tmp_path: Pat
     assert small["artifacts"] == []
     assert small["version_tags"] == {results.TAG_LAST_RUN: small["result"]["mlflow_run_id"],
                                      results.TAG_DRIFTED: results.UNJUDGED}
+
+
+def test_a_scheduled_runs_window_is_the_24_hours_before_its_data_interval_end(tmp_path: Path) -> None:
+    # Airflow hands a scheduled run its data_interval_end as a pendulum DateTime, which
+    # loses its zone when a timedelta is subtracted: the first scheduled run failed on it.
+    python = Context.discover(ROOT).venv("airflow") / "bin" / "python"
+    if not python.exists():
+        pytest.skip(f"no Airflow venv at {python} (`skiff install airflow`)")
+    script = ("import json, pendulum; from skiff.monitoring import window; "
+              "end = pendulum.datetime(2026, 3, 10, 12, tz='UTC'); "
+              "print(json.dumps(window.resolve('', '', end).as_json()))")
+    done = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout) == {"start": "2026-03-09T12:00:00+00:00",
+                                       "end": "2026-03-10T12:00:00+00:00"}

@@ -49,7 +49,9 @@ def parse_time(value: str, name: str) -> datetime:
 def resolve(start: str | None, end: str | None, now: datetime,
             hours: float = DEFAULT_HOURS) -> Window:
     """The window from the run's params: empty ``end`` is ``now``, empty ``start`` is ``hours`` before end."""
-    end_at = parse_time(end, "window_end") if end else now.astimezone(UTC)
+    # A plain datetime, not Airflow's pendulum DateTime: pendulum drops the zone when a
+    # timedelta is subtracted from one in datetime.UTC, and the comparison below then fails.
+    end_at = parse_time(end, "window_end") if end else datetime.fromtimestamp(now.timestamp(), UTC)
     start_at = parse_time(start, "window_start") if start else end_at - timedelta(hours=hours)
     if start_at >= end_at:
         raise ValueError(f"window_start ({start_at.isoformat()}) must be before "
