@@ -1,1 +1,0 @@
-"""Model monitoring: drift of captured features against the training data, live accuracy."""
