@@ -19,7 +19,7 @@ from skiff import keycloak
 from skiff.native.context import Context
 from skiff.native.probes import http_ok
 from skiff.services import catalog
-from tests.catalog import people
+from tests.catalog import people as people_mod
 
 
 @dataclass
@@ -83,10 +83,17 @@ def catalog_url(stack: Context) -> str:
     return url
 
 
+@pytest.fixture(scope="module")
+def people(stack: Context) -> Iterator[people_mod.People]:
+    """Two teams and three users of this test module, deleted after it."""
+    with people_mod.created(stack, "cp") as made:
+        yield made
+
+
 @pytest.fixture(scope="session")
 def crowd(stack: Context, catalog_url: str) -> Iterator[World]:
     settings = stack.settings
-    with people.created(stack, "cat") as made:
+    with people_mod.created(stack, "cat") as made:
         made.add("dave", made.team_a, also=made.team_b)
 
         def api(who: str) -> Api:

@@ -14,17 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 from skiff.catalog import CatalogError, Client
-from skiff.native.context import Context
-from tests.catalog import people as people_mod
 from tests.catalog.people import People
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def people(stack: Context) -> Iterator[People]:
-    with people_mod.created(stack, "cc") as made:
-        yield made
 
 
 @pytest.fixture(scope="module")

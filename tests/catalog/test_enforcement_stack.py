@@ -31,17 +31,10 @@ from skiff.native.context import Context
 from skiff.pipelines import governance
 from skiff.pipelines.governance import Declared, GovernanceError
 from skiff.services import workspace
-from tests.catalog import people as people_mod
 from tests.catalog.people import People
 from tests.jupyter_server import JupyterServer, jupyter_server
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def people(stack: Context) -> Iterator[People]:
-    with people_mod.created(stack, "ce") as made:
-        yield made
 
 
 @pytest.fixture(scope="module")

@@ -29,19 +29,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def champion(stack: Context) -> dict[str, Any]:
-    found = demo.champion(stack)
-    if found is None:
-        api = demo.airflow_client(stack)
-        run_id = demo.trigger(api, demo.TRAINING_DAG, {})
-        assert demo.wait_run(api, demo.TRAINING_DAG, run_id) == "success"
-        found = demo.champion(stack)
-    assert found is not None
-    demo.wait_served(stack, found["version"])
-    return found
-
-
-@pytest.fixture(scope="module")
 def api(stack: Context) -> Iterator[httpx.Client]:
     # The model API takes device tokens from Keycloak, as the bracelets send them.
     with httpx.Client(base_url=demo.model_server_url(stack), timeout=30,

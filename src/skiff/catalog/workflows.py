@@ -23,6 +23,8 @@ PLATFORM_DAGS: dict[str, str] = {
     "batch_scoring": "Score a batch of rows with the champion model on Spark",
     "capture_ingest": "Ingest captured prediction events",
     "load_profiles": "Load patient profiles into Ignite for online features",
+    "model_monitoring": "Monitor the champion: feature drift of captured requests against its "
+                        "training data, live accuracy; MLflow time series and drift alerts",
     "skiff_queues": "Checks that the default and GPU queues' workers run tasks",
     "skiff_smoke": "Smoke test: one task that succeeds",
 }

@@ -1,0 +1,1 @@
+"""Model monitoring: drift of captured features against the training data, live accuracy."""
