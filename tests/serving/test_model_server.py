@@ -64,8 +64,9 @@ def register(ctx: Context, c: float = 1.0) -> str:
     return str(json.loads(done.stdout.strip().splitlines()[-1])["version"])
 
 
-def wait_ready(client: httpx.Client, version: str, ctx: Context) -> dict[str, Any]:
-    deadline = time.monotonic() + 4 * ctx.settings.model_refresh_seconds + 30
+def wait_ready(client: httpx.Client, version: str, ctx: Context,
+               timeout: float | None = None) -> dict[str, Any]:
+    deadline = time.monotonic() + (timeout or 4 * ctx.settings.model_refresh_seconds + 30)
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
         resp = client.get("/readyz")
@@ -93,11 +94,25 @@ def served(stack: Context, server: httpx.Client) -> str:
     """The version being served, registering a stand-in model if there is none."""
     s = stack.settings
     registry = Registry(mlflow.tracking_uri(stack))
-    mv = registry.resolve(s.model_name, s.model_alias)
-    registry.close()
-    version = mv.version if mv else register(stack)
-    wait_ready(server, version, stack)
-    return version
+    try:
+        mv = registry.resolve(s.model_name, s.model_alias)
+        if mv is None:
+            register(stack)
+        # On a fresh stack the nightly training's catch-up run may register and promote
+        # its own version while ours registers: serve whichever holds the alias once
+        # the server has caught up with it, asking the registry again each time.
+        deadline = time.monotonic() + 4 * s.model_refresh_seconds + 60
+        while True:
+            current = registry.resolve(s.model_name, s.model_alias)
+            assert current is not None, f"{s.model_name}@{s.model_alias} vanished"
+            try:
+                wait_ready(server, current.version, stack, timeout=2 * s.model_refresh_seconds + 5)
+                return current.version
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+    finally:
+        registry.close()
 
 
 def events(ctx: Context, request_ids: set[str], start: dict[int, int] | None = None,

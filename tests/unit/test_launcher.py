@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,11 +126,19 @@ def test_down_stops_children_that_ignore_sigterm(ctx: Context) -> None:
     svc = Service(name="stubborn", description="ignores SIGTERM",
                   programs=lambda c: [Program("stubborn", ["sh", "-c", script], stop_wait=2)],
                   ready=lambda c: None, url=lambda c: "-", ports=lambda c: [])
+    def sleepers() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline"])
+                if p.info["cmdline"] and p.info["cmdline"][:2] in (["sleep", "500"], ["sleep", "400"])]
+
     launcher.up(ctx, registry={"stubborn": svc})
+    # `up` returns once the shell runs; its two children may not exist yet, and a child
+    # forked after `down` looked would be a test race, not a leftover.
+    deadline = time.monotonic() + 30
+    while len(sleepers()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(sleepers()) == 2, "the stubborn service never started its two children"
     launcher.down(ctx, registry={"stubborn": svc})
-    leftovers = [p for p in psutil.process_iter(["cmdline"])
-                 if p.info["cmdline"] and p.info["cmdline"][:2] in (["sleep", "500"], ["sleep", "400"])]
-    assert leftovers == []
+    assert sleepers() == []
 
 
 def test_a_running_service_whose_settings_changed_restarts_when_another_is_started(
