@@ -60,6 +60,7 @@ GENERATORS: dict[str, Callable[[], str]] = {
     "IGNITE_PASSWORD": _token,
     "CATALOG_DB_PASSWORD": _token,
     "CATALOG_SECRET_KEY": _fernet_key,
+    "NOTIFICATIONS_DB_PASSWORD": _token,
 }
 
 

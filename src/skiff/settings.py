@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     ignite_host: str | None = None
     redis_host: str | None = None
     catalog_host: str | None = None
+    notifications_host: str | None = None
+    prometheus_host: str | None = None
+    ingest_host: str | None = None
 
     # The one public address (Traefik, TLS): https://PUBLIC_HOST:HTTPS_PORT/.
     public_host: str = "localhost"
@@ -97,7 +100,7 @@ class Settings(BaseSettings):
     s3_access_key: str
     s3_secret_key: SecretStr
     s3_region: str = "us-east-1"
-    s3_buckets: str = Field(default="mlflow,datasets,notebooks,models,pipelines")
+    s3_buckets: str = Field(default="mlflow,datasets,notebooks,models,pipelines,events")
 
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
@@ -185,6 +188,20 @@ class Settings(BaseSettings):
     catalog_db_password: SecretStr
     # Fernet key encrypting data sources' secrets at rest in the catalog's database.
     catalog_secret_key: SecretStr
+
+    # Notifications (serving/notifications): platform events from Kafka (topic
+    # events_topic) stored in PostgreSQL's ``notifications`` database and pushed to
+    # browsers; payloads larger than events_inline_bytes go to bucket events_bucket.
+    notifications_port: int = 8410
+    notifications_db_password: SecretStr
+    events_topic: str = "platform-events"
+    events_bucket: str = "events"
+    events_inline_bytes: int = 65536
+
+    # Prometheus: scrapes the model server, the ingest's consumer lag, the notifications.
+    prometheus_port: int = 9090
+    # Where the ingest service publishes its Prometheus metrics (consumer lag).
+    ingest_metrics_port: int = 8420
 
     @classmethod
     def load(cls, root: Path) -> Settings:

@@ -21,7 +21,7 @@ from skiff.native.context import Context
 from skiff.native.spec import NotReady, Program, Service
 
 # Role and database per client; the password setting is named <role>_db_password.
-DATABASES = ("mlflow", "airflow", "keycloak", "catalog")
+DATABASES = ("mlflow", "airflow", "keycloak", "catalog", "notifications")
 
 
 def bin_dir(ctx: Context) -> Path:
