@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.webdriver.remote.webdriver import WebDriver
 
 from skiff.bracelet import demo
 from skiff.native.context import Context
+from tests.integration.browser import chromium
 
 
 @pytest.fixture(scope="module")
@@ -22,3 +26,17 @@ def champion(stack: Context) -> dict[str, Any]:
     assert found is not None
     demo.wait_served(stack, found["version"])
     return found
+
+
+@pytest.fixture(scope="module")
+def shots(stack: Context) -> Path:
+    """Where browser tests keep their screenshots (test-artifacts/screenshots/)."""
+    folder = stack.root / "test-artifacts" / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    with chromium() as driver:
+        yield driver

@@ -8,52 +8,17 @@ everything through the one public address. A screenshot of each page is kept in
 from __future__ import annotations
 
 import secrets
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.common.exceptions import (
-    NoSuchElementException,
-    StaleElementReferenceException,
-    TimeoutException,
-)
-from selenium.webdriver.chrome.service import Service as DriverService
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
 
 from skiff import keycloak
 from skiff.native.context import Context
+from tests.integration.browser import keycloak_login, wait_for, wait_for_text
 
 pytestmark = pytest.mark.integration
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
-@pytest.fixture(scope="module")
-def shots(stack: Context) -> Path:
-    folder = stack.root / "test-artifacts" / "screenshots"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture
-def browser() -> Iterator[WebDriver]:
-    if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                "--window-size=1400,900", "--ignore-certificate-errors"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=DriverService(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(120)
-    yield driver
-    driver.quit()
 
 
 @pytest.fixture(scope="module")
@@ -61,36 +26,6 @@ def scientist(stack: Context) -> tuple[str, str]:
     name = f"ds-{secrets.token_hex(3)}"
     password = keycloak.create_user(stack.settings, name, role="data-scientist", team="browser-tests")
     return name, password
-
-
-def wait_for(driver: WebDriver, css: str, timeout: float = 90) -> None:
-    try:
-        WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
-    except TimeoutException:
-        raise AssertionError(
-            f"{css!r} did not appear within {timeout:.0f}s on {driver.current_url}\n"
-            f"{driver.find_element(By.TAG_NAME, 'body').text[:800]}") from None
-
-
-def wait_for_text(driver: WebDriver, text: str, timeout: float = 90) -> None:
-    """Wait until the page shows ``text``; on timeout, say where we were and what it showed."""
-    try:
-        # Redirects replace the page under us: a vanished body is asked for again.
-        WebDriverWait(driver, timeout, ignored_exceptions=(
-            NoSuchElementException, StaleElementReferenceException)).until(
-            lambda d: text.lower() in d.find_element(By.TAG_NAME, "body").text.lower())
-    except TimeoutException:
-        raise AssertionError(
-            f"{text!r} did not appear within {timeout:.0f}s on {driver.current_url}\n"
-            f"{driver.find_element(By.TAG_NAME, 'body').text[:800]}") from None
-
-
-def keycloak_login(driver: WebDriver, user: str, password: str) -> None:
-    wait_for(driver, "#username")
-    assert "/auth/realms/skiff/" in driver.current_url, driver.current_url
-    driver.find_element(By.ID, "username").send_keys(user)
-    driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.ID, "kc-login").click()
 
 
 def test_one_login_opens_jupyterlab_elyra_airflow_and_mlflow(

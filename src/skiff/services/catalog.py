@@ -14,7 +14,7 @@ from urllib.parse import quote
 from skiff.native.context import Context
 from skiff.native.probes import http_ok
 from skiff.native.spec import Program, Service
-from skiff.services import keycloak, model_server, s3
+from skiff.services import gunicorn, keycloak, model_server, s3
 from skiff.settings import Settings
 
 NAME = "catalog"
@@ -56,17 +56,9 @@ def env(ctx: Context) -> dict[str, str]:
 
 
 def programs(ctx: Context) -> list[Program]:
-    s = ctx.settings
-    return [Program(
-        name=NAME,
-        command=[str(ctx.venv("serving") / "bin" / "gunicorn"),
-                 "--config", "python:serving.catalog.gunicorn_conf",
-                 "--bind", f"{s.bind_host}:{s.catalog_port}",
-                 "--worker-class", "gthread", "--workers", str(WORKERS), "--threads", str(THREADS),
-                 "serving.catalog.app:create_app()"],
-        env=env(ctx),
-        directory=ctx.data_dir(NAME),
-    )]
+    return [gunicorn.program(ctx, NAME, app="serving.catalog.app:create_app()",
+                             port=ctx.settings.catalog_port, workers=WORKERS, threads=THREADS,
+                             env=env(ctx), config="serving.catalog.gunicorn_conf")]
 
 
 def ready(ctx: Context) -> None:

@@ -19,7 +19,7 @@ from skiff.native import installing
 from skiff.native.context import Context
 from skiff.native.probes import http_ok
 from skiff.native.spec import Program, Service
-from skiff.services import kafka, keycloak, mlflow
+from skiff.services import gunicorn, kafka, keycloak, mlflow
 
 NAME = "model-server"
 WORKERS = 2
@@ -82,17 +82,9 @@ def env(ctx: Context) -> dict[str, str]:
 
 
 def programs(ctx: Context) -> list[Program]:
-    s = ctx.settings
-    return [Program(
-        name=NAME,
-        command=[str(ctx.venv("serving") / "bin" / "gunicorn"),
-                 "--config", "python:serving.model_server.gunicorn_conf",
-                 "--bind", f"{s.bind_host}:{s.model_server_port}",
-                 "--worker-class", "gthread", "--workers", str(WORKERS), "--threads", str(THREADS),
-                 "serving.model_server.app:create_app()"],
-        env=env(ctx),
-        directory=ctx.data_dir(NAME),
-    )]
+    return [gunicorn.program(ctx, NAME, app="serving.model_server.app:create_app()",
+                             port=ctx.settings.model_server_port, workers=WORKERS, threads=THREADS,
+                             env=env(ctx), config="serving.model_server.gunicorn_conf")]
 
 
 def url(ctx: Context) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 from skiff.native.context import Context
 from skiff.native.probes import http_ok
 from skiff.native.spec import Program, Service
-from skiff.services import model_server, traefik
+from skiff.services import gunicorn, model_server, traefik
 
 NAME = "portal"
 WORKERS = 2
@@ -45,18 +45,9 @@ def env(ctx: Context) -> dict[str, str]:
 
 
 def programs(ctx: Context) -> list[Program]:
-    s = ctx.settings
-    return [Program(
-        name=NAME,
-        command=[str(ctx.venv("serving") / "bin" / "gunicorn"),
-                 "--bind", f"{s.bind_host}:{s.portal_port}",
-                 "--worker-class", "gthread", "--workers", str(WORKERS), "--threads", str(THREADS),
-                 # gunicorn 25.1+ would open ~/.gunicorn/gunicorn.ctl, shared with the model server's.
-                 "--no-control-socket",
-                 "serving.portal.app:create_app()"],
-        env=env(ctx),
-        directory=ctx.data_dir(NAME),
-    )]
+    return [gunicorn.program(ctx, NAME, app="serving.portal.app:create_app()",
+                             port=ctx.settings.portal_port, workers=WORKERS, threads=THREADS,
+                             env=env(ctx))]
 
 
 def url(ctx: Context) -> str:
