@@ -15,9 +15,16 @@ model version, and an alert (skiff.monitoring.results.emit_alert) when a feature
 drifted. A window with fewer than ``min_rows`` rows is recorded (live.rows) but
 not judged: the tests need a sample to say anything.
 
+Platform events (skiff.monitoring.notify; run = this DAG run, workflow
+model_monitoring): status running, then metrics, the drift alert, and status
+success; status failed when a task fails. With ``retrain_on_alert`` an alert also
+sends a training request (skiff.monitoring.retrain) that the training-trigger
+service turns into a bracelet_training run, named in the alert.
+
 Environment (airflow_env natively, docker-compose.yml in Compose):
 MLFLOW_TRACKING_URI, CASSANDRA_HOST/PORT, S3_HOST/PORT/ACCESS_KEY/SECRET_KEY/REGION,
-MODEL_NAME and MODEL_ALIAS (defaults "bracelet", "champion").
+MODEL_NAME and MODEL_ALIAS (defaults "bracelet", "champion"), KAFKA_HOST/PORT (events,
+training requests).
 """
 
 from __future__ import annotations
@@ -32,6 +39,23 @@ from airflow.sdk import Param, dag, get_current_context, task
 MIN_ROWS = 30
 
 
+def _failed(context: dict[str, Any]) -> None:
+    """on_failure_callback: the run's failure as a status event, named after the task."""
+    import logging
+
+    from skiff import events
+    from skiff.monitoring import notify
+
+    dag_run, task = context["dag_run"], context["task_instance"]
+    try:
+        # Explicit run and workflow: a callback's environment need not be the task's.
+        notify.failed(task.task_id, context.get("exception"), run=f"{dag_run.dag_id}/{dag_run.run_id}",
+                      workflow=dag_run.dag_id, step=task.task_id,
+                      user=os.environ.get("AIRFLOW_CTX_DAG_OWNER") or "airflow")
+    except (events.EventsError, ValueError) as exc:  # the task has failed already: say why it is unannounced
+        logging.getLogger("skiff.monitoring").error("could not send the failed status event: %s", exc)
+
+
 @dag(
     dag_id="model_monitoring",
     description="Compare the captured requests of a window with the champion's training data "
@@ -41,7 +65,7 @@ MIN_ROWS = 30
     catchup=False,
     # Runs are independent (each its own window), but two at once only compete for slots.
     max_active_runs=1,
-    default_args={"retries": 0},
+    default_args={"retries": 0, "on_failure_callback": _failed},
     tags=["skiff", "monitoring"],
     params={
         "model_name": Param(os.environ.get("MODEL_NAME", "bracelet"), type="string",
@@ -56,6 +80,9 @@ MIN_ROWS = 30
                                         "data interval end, or now for a manual run"),
         "min_rows": Param(MIN_ROWS, type="integer", minimum=1,
                           description="fewer captured rows than this: recorded, not judged"),
+        "retrain_on_alert": Param(False, type="boolean",
+                                  description="on a drift alert, request a bracelet_training run "
+                                              "(training-requests topic) with the captured labelled rows"),
     },
 )
 def model_monitoring():
@@ -64,7 +91,7 @@ def model_monitoring():
         """The window and the monitored version (fails clearly when no version holds the alias)."""
         from mlflow.tracking import MlflowClient
 
-        from skiff.monitoring import reference, window
+        from skiff.monitoring import notify, reference, window
 
         context = get_current_context()
         params = context["params"]
@@ -74,7 +101,9 @@ def model_monitoring():
         span = window.resolve(params["window_start"], params["window_end"], now)
         client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
         version = reference.model_version(client, params["model_name"], params["alias"])
-        return {"model": version.as_json(), "window": span.as_json()}
+        target = {"model": version.as_json(), "window": span.as_json()}
+        notify.started(target["model"], target["window"])
+        return target
 
     @task
     def measure(target: dict[str, Any]) -> dict[str, Any]:
@@ -100,16 +129,26 @@ def model_monitoring():
         """MLflow run, model version tags, and the alert when a feature drifted."""
         from mlflow.tracking import MlflowClient
 
-        from skiff.monitoring import results
+        from skiff.monitoring import notify, results, retrain
 
-        dag_run = get_current_context()["dag_run"]
+        context = get_current_context()
+        dag_run = context["dag_run"]
         client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
         outcome = results.record(
             client, measured["model"], measured["window"], measured["report"], measured["quality"],
             measured["live_rows"], measured["status"], run_name=f"{dag_run.dag_id}/{dag_run.run_id}",
             extra_tags={"skiff.airflow.dag_id": dag_run.dag_id, "skiff.airflow.run_id": dag_run.run_id})
+        retraining = None
+        if outcome["alert"] and context["params"]["retrain_on_alert"]:
+            retraining = retrain.request(
+                measured["model"]["model_name"],
+                f"drift on {', '.join(outcome['drifted'])} in the window "
+                f"{measured['window']['start']} .. {measured['window']['end']}",
+                {"monitoring-run": f"{dag_run.dag_id}/{dag_run.run_id}",
+                 "mlflow-run": outcome["mlflow_run_id"]})
+        notify.recorded(outcome, measured["report"], retraining)
         return {**outcome, "rejected_rows": measured["rejected_rows"],
-                "reference_rows": measured.get("reference_rows", 0)}
+                "reference_rows": measured.get("reference_rows", 0), "retrain": retraining}
 
     record(measure(resolve()))
 

@@ -1,7 +1,7 @@
 """``python -m serving.ingest``: run the streaming ingest until SIGTERM or SIGINT.
 
 Kafka and Cassandra addresses come from skiff's settings (``.env``); the native
-``ingest`` service passes ``--ready-file``.
+``ingest`` service passes ``--ready-file`` and ``--metrics-address`` (Prometheus' /metrics).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from serving.ingest import metrics
 from serving.ingest.config import GROUP, endpoints
 from serving.ingest.consumer import BATCH_SIZE, IngestConsumer
 
@@ -47,7 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", default=GROUP, help=f"consumer group (default {GROUP})")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="records per poll")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--metrics-address", metavar="HOST:PORT",
+                        help="serve Prometheus metrics (lag per partition) at http://HOST:PORT/metrics")
     args = parser.parse_args(argv)
+    if args.metrics_address:
+        try:  # checked before anything starts, so a typo is an error, not a consumer without metrics
+            metrics.parse_address(args.metrics_address)
+        except ValueError as exc:
+            parser.error(str(exc))
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The clients' own INFO lines (connections, coordinator...) drown the batch lines,
@@ -65,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if args.metrics_address:
+        try:
+            metrics.serve(args.metrics_address)
+        except OSError as exc:  # the port is taken, or the host is not this machine's
+            parser.error(f"--metrics-address {args.metrics_address}: {exc}")
     IngestConsumer(endpoints(), group=args.group, batch_size=args.batch_size,
                    ready_file=args.ready_file, stop=stop).run()
     return 0

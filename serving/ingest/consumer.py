@@ -11,6 +11,9 @@ the ready file removed.
 
 Ready file: written on each partition assignment (JSON: pid, group, partitions),
 so the native service's probe knows the consumer has joined its group.
+
+Metrics (serving.ingest.metrics): the lag per assigned partition, refreshed after
+every poll, and counters of records, dead letters and failed batches.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from serving.ingest import metrics
 from serving.ingest.batch import BatchResult, KafkaDeadLetters, first_offsets, from_polled, process_batch
 from serving.ingest.config import GROUP, Endpoints
 from skiff.bracelet.events import TOPIC
@@ -229,6 +233,7 @@ class IngestConsumer:
         # only for batches Cassandra acknowledged.
         writes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-write")
         in_flight: deque[tuple[list[Any], float, Future[BatchResult]]] = deque()
+        lag_gauges = metrics.LagGauges()
 
         def settle(block: bool) -> None:
             """Commit the finished batches at the head; on a failure rewind past all in flight."""
@@ -245,11 +250,14 @@ class IngestConsumer:
                     later = [r for batch, _, _ in in_flight for r in batch]
                     in_flight.clear()
                     self._rewind(consumer, records + later)
+                    metrics.FAILED_BATCHES.inc()
                     self.stop.wait(failures.failed(f"batch of {len(records)}", exc))
                     return
                 failures.recovered()
                 # A batch Cassandra acknowledged is committed even when a stop was asked meanwhile.
                 self._commit(consumer, result.offsets)
+                metrics.RECORDS.inc(result.records)
+                metrics.DEAD.inc(result.dead)
                 log.info("%s", describe(result, time.monotonic() - t0, lag(consumer)))
 
         try:
@@ -259,6 +267,8 @@ class IngestConsumer:
                     continue
                 records = from_polled(consumer.poll(timeout_ms=POLL_MS if not in_flight else 50,
                                                     max_records=self.batch_size))
+                # From the fetch just made: positions and high watermarks, no request to Kafka.
+                lag_gauges.update(consumer)
                 if not records:
                     now = time.monotonic()
                     if not in_flight and now - max(idle_since, last_idle_log) >= IDLE_LOG_EVERY:

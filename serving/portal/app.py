@@ -8,8 +8,16 @@ Routes (Traefik sends ``/`` and ``/oauth2/`` here):
 - ``/oauth2/logout``: end this session and Keycloak's, come back to ``/``.
 - ``/oauth2/backchannel-logout``: Keycloak's server-to-server logout (logout_token).
 - ``/oauth2/auth?roles=a,b``: Traefik's forward-auth check (MLflow, the dashboard).
+- ``/oauth2/auth?bearer=1``: forward-auth for APIs that check bearer tokens themselves
+  (the notification service): a browser session becomes ``Authorization: Bearer``
+  with the session's fresh access token; a client's own valid bearer token passes.
 - ``/oauth2/me``: the signed-in identity as JSON.
+- ``/projects``, ``/runs``, ``/models`` and below: the console (serving/portal/console.py).
 - ``/healthz``: open.
+
+Each session keeps its Keycloak access and refresh tokens (encrypted, sessions.py);
+an access token about to expire is refreshed on use, and a refresh Keycloak refuses
+ends the session (the user logs in again).
 
 Unauthenticated browsers (a GET accepting text/html) are sent to Keycloak's
 login; everything else gets 401 JSON. A signed-in user without an allowed role
@@ -20,18 +28,27 @@ from __future__ import annotations
 
 import html
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from flask import Flask, Response, jsonify, redirect, request
+from flask import Flask, Response, g, jsonify, redirect, request
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug.wrappers import Response as BaseResponse
 
-from serving.portal import catalog, pages
+from serving.portal import catalog, console, pages
+from serving.portal.apis import NOTIFICATIONS, Apis, NotFound, Unavailable
 from serving.portal.config import PLATFORM_ROLES, Config
-from serving.portal.oidc import Keycloak, LoginError, PendingLogin, identity
+from serving.portal.oidc import (
+    Keycloak,
+    KeycloakUnavailable,
+    LoginError,
+    PendingLogin,
+    RefreshRefused,
+    identity,
+)
 from serving.portal.services import catalogue, statuses
 from serving.portal.sessions import Identity, SessionStore
 from serving.portal.tokens import InvalidToken, Jwks, Verifier
@@ -45,26 +62,36 @@ LOGIN_MAX_AGE = 600
 # (authResponseHeaders in compose/traefik/dynamic/routes.yml).
 IDENTITY_HEADERS = ("X-Forwarded-User", "X-Auth-Request-User", "X-Auth-Request-Email",
                     "X-Auth-Request-Roles", "X-Auth-Request-Groups")
+# An access token with less life left than this is refreshed before it is used or
+# handed on (the request it rides on must not outlive it).
+REFRESH_MARGIN = 30.0
+# How many projects and runs the landing page lists.
+LANDING_ROWS = 10
 
 
 class Portal:
     """What the views share: one per app (per gunicorn worker)."""
 
     def __init__(self, config: Config, keycloak: Keycloak, verifier: Verifier,
-                 store: SessionStore,
-                 health_client: Callable[[], httpx.Client] | None = None) -> None:
+                 store: SessionStore, apis: Apis,
+                 health_client: Callable[[], httpx.Client] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.keycloak = keycloak
         self.verifier = verifier
         self.store = store
+        self.apis = apis
         self.health_client = health_client
+        self.clock = clock
         self.signer = URLSafeTimedSerializer(config.cookie_secret, salt="skiff-portal-login")
         self.secure_cookies = config.public_url.startswith("https://")
 
 
 def create_app(config: Config | None = None, *, keycloak: Keycloak | None = None,
                verifier: Verifier | None = None,
-               health_client: Callable[[], httpx.Client] | None = None) -> Flask:
+               health_client: Callable[[], httpx.Client] | None = None,
+               api_transport: httpx.BaseTransport | None = None,
+               clock: Callable[[], float] = time.time) -> Flask:
     config = config or Config.from_env()
     if not logging.getLogger().handlers:
         # Under gunicorn: logins and logouts go to its stderr (the service's log).
@@ -73,7 +100,8 @@ def create_app(config: Config | None = None, *, keycloak: Keycloak | None = None
     keycloak = keycloak or Keycloak(config, verifier)
     store = SessionStore(config.session_db, config.cookie_secret,
                          idle=config.session_idle_seconds, max_age=config.session_max_seconds)
-    portal = Portal(config, keycloak, verifier, store, health_client)
+    apis = Apis(config.upstreams, transport=api_transport)
+    portal = Portal(config, keycloak, verifier, store, apis, health_client, clock)
 
     app = Flask(__name__)
     app.config["SECRET_KEY"] = config.cookie_secret
@@ -83,16 +111,29 @@ def create_app(config: Config | None = None, *, keycloak: Keycloak | None = None
     def healthz() -> Any:
         return jsonify(status="ok")
 
+    @app.errorhandler(KeycloakUnavailable)
+    def keycloak_down(exc: KeycloakUnavailable) -> Any:
+        log.warning("session refresh: %s", exc)
+        if wants_html(forwarded=request.path == "/oauth2/auth"):
+            return error_page(503, "Keycloak unavailable",
+                              "Your session could not be renewed just now; try again shortly.")
+        return api_error(503, "keycloak_unavailable", str(exc))
+
     @app.get("/")
     def landing() -> Any:
-        who = current_session(portal)
-        if who is None:
+        session = signed_in(portal)
+        if session is None:
             return unauthenticated(portal, return_to="/")
+        who = session.who
         roles = set(who.roles)
         rows = statuses(catalogue(config.realm), config.public_url, config.upstreams, roles,
                         timeout=config.health_timeout, client_factory=portal.health_client)
-        body = pages.landing(who, rows, platform_roles(who), logout_url="/oauth2/logout")
-        return Response(body, mimetype="text/html", headers={"Cache-Control": "no-store"})
+        body = pages.landing(who, rows, platform_roles(who), logout_url="/oauth2/logout",
+                             extra=landing_sections(portal, session))
+        return console.html_response(body)
+
+    console.register(app, apis, lambda: signed_in(portal),
+                     lambda: unauthenticated(portal, return_to=request.full_path.rstrip("?")))
 
     @app.get("/oauth2/start")
     def start() -> Any:
@@ -114,11 +155,11 @@ def create_app(config: Config | None = None, *, keycloak: Keycloak | None = None
             return error_page(400, "Login expired",
                               "This login link is not this browser's, or took more than 10 minutes.")
         try:
-            who = portal.keycloak.finish(request.args["code"], pending)
+            who, tokens = portal.keycloak.finish(request.args["code"], pending)
         except LoginError as exc:
             log.warning("login failed: %s", exc)
             return error_page(502, "Login failed", str(exc))
-        token = portal.store.create(who)
+        token = portal.store.create(who, tokens)
         log.info("login: %s (roles %s)", who.username, ",".join(platform_roles(who)) or "-")
         catalog.announce_in_background(config.upstreams.get(catalog.UPSTREAM), who.access_token,
                                        who.username)
@@ -157,29 +198,44 @@ def create_app(config: Config | None = None, *, keycloak: Keycloak | None = None
     @app.route("/oauth2/auth", methods=["GET", "HEAD", "POST"])
     def forward_auth() -> Any:
         allowed = {r.strip() for r in request.args.get("roles", "").split(",") if r.strip()}
+        # bearer=1: the service behind checks the token itself (issuer, azp, its own
+        # rules), so any valid token of the realm passes, whatever its audience.
+        bearer_mode = request.args.get("bearer") in ("1", "true", "yes")
         bearer = bearer_token()
+        access = ""
         if bearer is not None:
             try:
-                claims = portal.verifier.verify(bearer, audiences=config.bearer_audiences)
+                claims = portal.verifier.verify(
+                    bearer, audiences=None if bearer_mode else config.bearer_audiences)
             except InvalidToken as exc:
                 return api_error(401, "invalid_token", str(exc))
             who: Identity | None = identity(claims)
+            access = bearer
         else:
-            who = current_session(portal)
+            session = signed_in(portal)
+            who = session.who if session else None
+            access = session.access_token if session else ""
         if who is None:
+            # In bearer mode too: an EventSource or an <img> gets 401; only a browser
+            # navigating there (an image opened full size) is sent to the login.
             return unauthenticated(portal, return_to=forwarded_url(config), forwarded=True)
         if allowed and not allowed & set(who.roles):
             need = " or ".join(sorted(allowed))
             if wants_html(forwarded=True):
                 return error_page(403, "Not allowed", f"{who.username} needs the role {need} here.")
             return api_error(403, "forbidden", f"{who.username} needs the role {need}")
-        return "", 200, identity_headers(who)
+        headers = identity_headers(who)
+        if bearer_mode:
+            headers["Authorization"] = f"Bearer {access}"
+            headers["Cache-Control"] = "no-store"
+        return "", 200, headers
 
     @app.get("/oauth2/me")
     def me() -> Any:
-        who = current_session(portal)
-        if who is None:
+        session = signed_in(portal)
+        if session is None:
             return api_error(401, "unauthorized", "not signed in")
+        who = session.who
         return jsonify(username=who.username, email=who.email, roles=platform_roles(who),
                        groups=list(who.groups), sub=who.sub)
 
@@ -188,8 +244,53 @@ def create_app(config: Config | None = None, *, keycloak: Keycloak | None = None
 
 # --- helpers used by the views ---------------------------------------------------
 
-def current_session(portal: Portal) -> Identity | None:
-    return portal.store.get(request.cookies.get(SESSION_COOKIE))
+def signed_in(portal: Portal) -> console.SignedIn | None:
+    """This request's session with a fresh access token, or None (no session, or it
+    ended: idle, too old, logged out, or Keycloak refused to refresh its token).
+    Keycloak unreachable raises KeycloakUnavailable (503): the session is kept."""
+    if "skiff_session" in g:
+        return g.skiff_session  # type: ignore[no-any-return]
+    cookie = request.cookies.get(SESSION_COOKIE)
+    who = portal.store.get(cookie)
+    tokens = portal.store.tokens(cookie) if who is not None else None
+    session = None
+    if who is not None and cookie and tokens is None:
+        # A session from before tokens were kept (or sealed with an older secret).
+        log.info("session of %s holds no tokens: ended, log in again", who.username)
+        portal.store.delete(cookie)
+    elif who is not None and cookie and tokens is not None:
+        if tokens.access_expires - REFRESH_MARGIN <= portal.clock():
+            try:
+                tokens = portal.keycloak.refresh(tokens)
+            except RefreshRefused as exc:
+                log.info("session of %s ended: %s", who.username, exc)
+                portal.store.delete(cookie)
+                tokens = None
+            else:
+                portal.store.set_tokens(cookie, tokens)
+        if tokens is not None:
+            session = console.SignedIn(who, tokens.access)
+    g.skiff_session = session
+    return session
+
+
+def landing_sections(portal: Portal, session: console.SignedIn) -> str:
+    """The landing page's projects and recent runs; a service down is said, not fatal."""
+    apis = portal.apis
+    who = session.who
+    try:
+        # The user's own and their teams' projects (the list shows all readable ones).
+        mine = [p for p in apis.projects(session.access_token)
+                if p.get("owner") == who.username or p.get("team") in who.groups]
+        projects = console.projects_table(mine[:LANDING_ROWS])
+    except (Unavailable, NotFound) as exc:
+        projects = console.unavailable(exc, "SKIFF_CATALOG_URL")
+    try:
+        runs = console.runs_table(apis.runs(session.access_token, limit=LANDING_ROWS))
+    except (Unavailable, NotFound) as exc:
+        runs = console.unavailable(exc, NOTIFICATIONS)
+    return (f'<h2>Your projects <small><a href="/projects">all</a></small></h2>{projects}'
+            f'<h2>Recent runs <small><a href="/runs">all</a></small></h2>{runs}')
 
 
 def bearer_token() -> str | None:

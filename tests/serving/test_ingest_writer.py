@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from serving.ingest import config, consumer
+from serving.ingest import config, consumer, metrics
 from serving.ingest.__main__ import OncePerWindow
 from serving.ingest.writer import (
     day_of,
@@ -31,6 +32,7 @@ from skiff.bracelet.events import Label, Prediction
 from skiff.native.context import Context
 from skiff.native.spec import NotReady
 from skiff.services import ingest
+from skiff.settings import Settings
 
 pytestmark = pytest.mark.unit
 
@@ -127,14 +129,30 @@ def test_client_log_floods_are_cut_to_one_line_a_window() -> None:
 
 
 @pytest.fixture()
-def ctx(tmp_path: Path) -> Context:
+def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
+    # Settings of a checkout that has none: the required ones set, the metrics on a port
+    # nothing listens on unless a test serves them there.
+    for name, field in Settings.model_fields.items():
+        if field.is_required():
+            monkeypatch.setenv(name.upper(), "x")
+    monkeypatch.setenv("BIND_HOST", "127.0.0.1")
+    monkeypatch.setenv("INGEST_METRICS_PORT", str(free_port()))
     return Context(root=tmp_path, cache=tmp_path / "cache", state=tmp_path / "state")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def test_the_service_runs_the_consumer_in_the_cli_venv(ctx: Context) -> None:
     (program,) = ingest.programs(ctx)
     assert program.command[:3] == [sys.executable, "-m", "serving.ingest"]
-    assert program.command[-1] == str(ingest.ready_file(ctx))
+    args = program.command[3:]
+    assert args[args.index("--ready-file") + 1] == str(ingest.ready_file(ctx))
+    assert args[args.index("--metrics-address") + 1] == f"127.0.0.1:{ctx.settings.ingest_metrics_port}"
+    assert ingest.SERVICE.ports(ctx) == [ctx.settings.ingest_metrics_port]
     assert ingest.SERVICE.depends_on == ("kafka", "cassandra") and ingest.SERVICE.install is None
 
 
@@ -152,10 +170,14 @@ def test_a_ready_file_of_a_dead_or_other_process_is_not_ready(ctx: Context) -> N
     assert not path.exists()
 
 
-def test_ready_once_the_live_consumer_wrote_the_file(ctx: Context) -> None:
+def test_ready_once_the_live_consumer_wrote_the_file_and_serves_its_metrics(ctx: Context) -> None:
     stand_in = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "serving.ingest"])
     try:
         ingest.ready_file(ctx).write_text(json.dumps({"pid": stand_in.pid}))
+        # Its partitions, but no /metrics for Prometheus yet: not ready.
+        with pytest.raises(NotReady, match="ConnectError"):
+            ingest.ready(ctx)
+        metrics.serve(f"127.0.0.1:{ctx.settings.ingest_metrics_port}")
         ingest.ready(ctx)
     finally:
         stand_in.kill()

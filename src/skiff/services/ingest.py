@@ -4,6 +4,8 @@ Natively it runs in the CLI's own venv (``sys.executable``), which has kafka-pyt
 and cassandra-driver: nothing to install. It is ready once it has joined its
 consumer group and got its partitions: it then writes a ready file (its pid, group
 and partitions), which the probe checks along with the process being alive.
+Its Prometheus metrics (lag per partition, serving/ingest/metrics.py) are served
+on ``ingest_metrics_port`` for Prometheus to scrape; the probe checks them too.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import psutil
 
 from skiff.bracelet.events import TOPIC
 from skiff.native.context import Context
+from skiff.native.probes import http_ok
 from skiff.native.spec import NotReady, Program, Service
 
 GROUP = "skiff-ingest"  # serving.ingest.config.GROUP
@@ -33,7 +36,8 @@ def prepare(ctx: Context) -> None:
 def programs(ctx: Context) -> list[Program]:
     return [Program(
         name="ingest",
-        command=[sys.executable, "-m", "serving.ingest", "--ready-file", str(ready_file(ctx))],
+        command=[sys.executable, "-m", "serving.ingest", "--ready-file", str(ready_file(ctx)),
+                 "--metrics-address", f"{ctx.settings.bind_host}:{ctx.settings.ingest_metrics_port}"],
         # Log lines reach `skiff logs ingest` as they are written.
         env={"PYTHONUNBUFFERED": "1"},
         directory=ctx.root,
@@ -57,6 +61,12 @@ def ready(ctx: Context) -> None:
         alive = False
     if not alive:
         raise NotReady(f"the consumer that wrote {path.name} (pid {pid}) is gone")
+    http_ok(metrics_url(ctx))
+
+
+def metrics_url(ctx: Context) -> str:
+    """Where Prometheus scrapes the consumer's lag."""
+    return f"http://{ctx.settings.host('ingest')}:{ctx.settings.ingest_metrics_port}/metrics"
 
 
 def url(ctx: Context) -> str:
@@ -69,7 +79,7 @@ SERVICE = Service(
     programs=programs,
     ready=ready,
     url=url,
-    ports=lambda ctx: [],
+    ports=lambda ctx: [ctx.settings.ingest_metrics_port],
     depends_on=("kafka", "cassandra"),
     prepare=prepare,
     start_timeout=90.0,

@@ -1,9 +1,12 @@
-"""The portal: the landing page and Traefik's forward-auth (serving/portal, gunicorn).
+"""The portal: the web console and Traefik's forward-auth (serving/portal, gunicorn).
 
 It runs from the serving venv (the model server's: Flask, gunicorn, Authlib) and
 keeps its sessions in SQLite in its data folder, shared by the gunicorn
-workers. It starts without Keycloak (logins fail until Keycloak answers), so it
-depends on nothing; Traefik sends ``/`` and ``/oauth2/`` to it.
+workers, with each session's Keycloak tokens encrypted under a key derived from
+PORTAL_COOKIE_SECRET. It starts without Keycloak (logins fail until Keycloak
+answers) and without the services its pages read (catalog, notifications, MLflow:
+a page says which one is unavailable), so it depends on nothing; Traefik sends
+everything no other route takes (``/``, ``/oauth2/``, the console's pages) to it.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ def ready(ctx: Context) -> None:
 
 SERVICE = Service(
     name=NAME,
-    description="Portal: landing page, login, forward-auth for MLflow and the dashboard",
+    description="Portal: web console (projects, runs, models), login, forward-auth",
     programs=programs,
     ready=ready,
     url=url,

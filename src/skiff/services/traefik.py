@@ -61,6 +61,8 @@ def upstreams(ctx: Context) -> dict[str, str]:
         "SKIFF_MLFLOW_URL": at("mlflow", s.mlflow_port),
         "SKIFF_MODEL_SERVER_URL": at("model_server", s.model_server_port),
         "SKIFF_CATALOG_URL": at("catalog", s.catalog_port),
+        "SKIFF_NOTIFICATIONS_URL": at("notifications", s.notifications_port),
+        "SKIFF_PROMETHEUS_URL": at("prometheus", s.prometheus_port),
     }
 
 
