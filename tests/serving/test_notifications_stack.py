@@ -276,6 +276,11 @@ class Stream:
         return list(wait_until(f"{count} streamed events", lambda: len(self.events) >= count
                                and self.events))
 
+    def finished(self) -> None:
+        """Wait for the server to end the stream."""
+        self._thread.join(60)
+        assert not self._thread.is_alive(), "the stream is still open"
+
     def close(self) -> None:
         self.stop = True
         if self._response is not None:
@@ -288,12 +293,16 @@ def test_the_live_streams_show_each_caller_what_they_may_see(stack: Context, wor
     private = f"notebook/{alice}/{uuid.uuid4().hex}"
     dag = register_workflow(stack, world, "ev-live", "team")
     team_run = f"{dag}/manual__live"
-    # A run is streamable once it exists (its first event stored): 404 before, as for
-    # any run the caller may not see.
-    assert world.alice.get(f"/api/v1/runs/{private}/stream").status_code == 404
+    # A run's stream may open before its first event (a page opened as the run is
+    # triggered): it waits, and that first event decides who sees the run.
+    run_stream = Stream(world.alice, f"/api/v1/runs/{private}/stream?after=0")
+    snooper = Stream(world.carol, f"/api/v1/runs/{private}/stream?after=0")
+    assert run_stream.status == 200 and snooper.status == 200
     first = events.log("private", run=private, user=alice)
     stored(world.alice, private, 1)
-    run_stream = Stream(world.alice, f"/api/v1/runs/{private}/stream?after=0")
+    # Carol's stream ends at alice's first event, having shown her nothing.
+    snooper.finished()
+    assert snooper.events == []
     bobs = Stream(world.bob, "/api/v1/stream")
     try:
         sent = [first, events.status("running", run=team_run, user="airflow", workflow=dag),

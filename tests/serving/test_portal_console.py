@@ -404,10 +404,14 @@ def test_the_runs_page_follows_every_visible_event(client: Any, endpoint: TokenE
     assert '<table id="runs">' in landing and "console.js" not in landing
 
 
-def test_an_unknown_run_is_404(client: Any, endpoint: TokenEndpoint) -> None:
+def test_a_run_without_events_yet_waits_for_them(client: Any, endpoint: TokenEndpoint) -> None:
+    # The service answers 404 alike for a run with no event yet and one the user may not
+    # see: the page follows the run's stream, which shows its events only to its readers.
     login(client, endpoint)
     status, body, _ = page(client, "/runs/someone/else")
-    assert status == 404 and "no run someone/else" in body
+    assert status == 200 and '<p id="no-events">' in body
+    assert 'data-stream="/events/api/v1/runs/someone/else/stream"' in body
+    assert "console.js" in body
 
 
 def test_the_console_says_when_the_notification_service_is_unavailable(

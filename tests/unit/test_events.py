@@ -86,3 +86,17 @@ def test_bad_calls_fail_before_anything_is_sent() -> None:
 def test_file_names_are_safe_for_keys_and_headers() -> None:
     assert events._safe_name("../../etc/pass wd") == "pass_wd"
     assert events._safe_name("...") == "content"
+
+
+def test_an_unreachable_kafka_is_an_error_not_a_silent_drop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A real closed port: nothing listens on port 1.
+    monkeypatch.setenv("KAFKA_HOST", "127.0.0.1")
+    monkeypatch.setenv("KAFKA_PORT", "1")
+    monkeypatch.setenv("S3_ACCESS_KEY", "unused")
+    monkeypatch.setenv("S3_SECRET_KEY", "unused")
+    transport.reset()
+    try:
+        with pytest.raises(events.EventsError, match=r"Kafka at 127\.0\.0\.1:1 is unreachable"):
+            events.log("lost?", run="r", user="u")
+    finally:
+        transport.reset()

@@ -170,6 +170,9 @@ def task_env(ctx: Context) -> dict[str, str]:
         # Keycloak client Airflow logs in with (AIRFLOW__KEYCLOAK_AUTH_MANAGER__*, in
         # airflow_env only); notebooks call it with their user's own token.
         "CATALOG_URL": f"http://{s.host('catalog')}:{s.catalog_port}",
+        # skiff.events: where the runs' events go (Kafka topic) and their large payloads.
+        "SKIFF_EVENTS_TOPIC": s.events_topic,
+        "SKIFF_EVENTS_BUCKET": s.events_bucket,
     }
 
 
