@@ -71,7 +71,12 @@ def test_a_training_runs_events_arrive_live_and_an_image_opens(
             By.CSS_SELECTOR, "#events article.event[data-kind='status']")[-1].text.lower())
     assert events_on_page(browser) > first, "no event arrived after the page was loaded"
     assert browser.find_element(By.ID, "live").text.strip().lower() == "live"
+    # README's picture: a tall window, the first picture of the run's progress in view.
+    browser.set_window_size(1400, 1500)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", browser.find_element(
+        By.CSS_SELECTOR, "#events article.event[data-kind='image']"))
     browser.save_screenshot(str(shots / "console-run.png"))
+    browser.set_window_size(1400, 900)
 
     # Every image on the page was drawn (a broken link has no natural width) ...
     widths = browser.execute_script(
