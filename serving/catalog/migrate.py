@@ -10,22 +10,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config as AlembicConfig
+
+from serving import schema
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
 def alembic_config(url: str) -> AlembicConfig:
-    cfg = AlembicConfig()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    # ConfigParser interpolation would read a % in the password as a placeholder.
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
-    return cfg
+    return schema.alembic_config(MIGRATIONS, url)
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(url), revision)
+    schema.upgrade(MIGRATIONS, url, revision)
 
 
 def main() -> None:

@@ -9,10 +9,9 @@ with a deadline (a scrape every 15 s), never a fixed sleep.
 from __future__ import annotations
 
 import ssl
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -23,23 +22,10 @@ from skiff.bracelet.events import TOPIC
 from skiff.native.context import Context
 from skiff.services import REGISTRY, prometheus
 from skiff.services import kafka as kafka_service
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
-# Two scrape intervals and then some: a target just (re)started is scraped within one.
-DEADLINE = 60.0
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], what: str, timeout: float = DEADLINE) -> T:
-    end = time.monotonic() + timeout
-    while True:
-        answer = probe()
-        if answer:
-            return answer
-        if time.monotonic() > end:
-            raise AssertionError(f"not within {timeout:.0f}s: {what}")
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")

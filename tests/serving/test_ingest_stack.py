@@ -8,11 +8,10 @@ deadline (Cassandra rows, or the group's committed offsets), never a fixed sleep
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -29,23 +28,10 @@ from skiff.bracelet.events import DEAD_LETTER_TOPIC, TOPIC, Label, Prediction, e
 from skiff.native.context import Context
 from skiff.native.spec import NotReady
 from skiff.services import ingest, kafka
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
-DEADLINE = 60.0
-T = TypeVar("T")
-
-
-def eventually(probe: Callable[[], T | None], what: str, timeout: float = DEADLINE) -> T:
-    """probe()'s first truthy answer, polled until ``timeout``."""
-    end = time.monotonic() + timeout
-    while True:
-        answer = probe()
-        if answer:
-            return answer
-        if time.monotonic() > end:
-            raise AssertionError(f"not within {timeout:.0f}s: {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -27,6 +26,7 @@ from skiff.native.context import Context
 from skiff.native.probes import http_ok
 from skiff.services import catalog, notifications
 from tests.catalog import people as people_mod
+from tests.polling import eventually
 
 pytestmark = pytest.mark.skipif(os.environ.get("SKIFF_TEST_MODE") == "compose",
                                 reason="native stack tests (they stop and start the service)")
@@ -63,25 +63,13 @@ class World:
         return f"{stem}-{self.people.suffix}"
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float = WAIT_S) -> Any:
-    """Poll ``check`` until it returns something true (the service stores asynchronously)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
-
-
 def stored(caller: Caller, run: str, count: int, **params: Any) -> list[dict[str, Any]]:
     def check() -> list[dict[str, Any]] | None:
         answer = caller.events(run, **params)
         if answer.status_code == 200 and len(answer.json()["events"]) >= count:
             return list(answer.json()["events"])
         return None
-    return list(wait_until(f"{count} events of {run} for {caller.name}", check))
+    return list(eventually(check, f"{count} events of {run} for {caller.name}", WAIT_S))
 
 
 @pytest.fixture(scope="module")
@@ -273,8 +261,8 @@ class Stream:
                 raise
 
     def wait_for(self, count: int) -> list[dict[str, Any]]:
-        return list(wait_until(f"{count} streamed events", lambda: len(self.events) >= count
-                               and self.events))
+        return list(eventually(lambda: len(self.events) >= count and self.events,
+                               f"{count} streamed events", WAIT_S))
 
     def finished(self) -> None:
         """Wait for the server to end the stream."""
