@@ -244,6 +244,12 @@ def test_the_training_notebook_reports_its_progress(stack: Context) -> None:
         events = _training_events(stack, dag_run)
     assert dag_run is not None and events, f"no events of a {DAG} run"
 
+    # The DAG's last step says what became of the version (after the notebook's events).
+    promotion = [e for e in events if e["step"] == "evaluate_and_promote"]
+    assert [e["kind"] for e in promotion] == ["status", "parameters"], promotion
+    assert promotion[0]["data"]["state"] == "success"
+    events = [e for e in events if e["step"] != "evaluate_and_promote"]
+
     # The Airflow run, its DAG (the run's visibility follows it), the notebook's task,
     # and the DAG's owner as the user.
     owners = api.get(f"/dags/{DAG}").json()["owners"]
@@ -271,6 +277,8 @@ def test_the_training_notebook_reports_its_progress(stack: Context) -> None:
                      "/xcomEntries/return_value")
     result.raise_for_status()
     registered = result.json()["value"]
+    assert f"version {registered['version']}: {registered['decision']}" in \
+        promotion[0]["data"]["message"]
     summary = events[-4]["data"]["values"]
     assert (summary["model_name"], summary["version"]) == (registered["model_name"],
                                                            str(registered["version"]))
