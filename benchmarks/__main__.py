@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import batch_scoring, capture_throughput, orchestration, rest_scoring, stack_footprint
+from benchmarks import (
+    batch_scoring,
+    capture_throughput,
+    event_delivery,
+    orchestration,
+    rest_scoring,
+    stack_footprint,
+)
 
 BENCHMARKS = {"stack_footprint": stack_footprint.main,
               "capture_throughput": capture_throughput.main,
               "rest_scoring": rest_scoring.main,
               "orchestration": orchestration.main,
-              "batch_scoring": batch_scoring.main}
+              "batch_scoring": batch_scoring.main,
+              "event_delivery": event_delivery.main}
 
 if __name__ == "__main__":
     # Names pick benchmarks; everything else (--repeat 3, --seconds 10...) is passed on:
