@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import time
+from urllib.parse import quote
 
 import click
 import httpx
@@ -317,6 +318,9 @@ def demo(site: str, rate: float, duration: float, model_family: str) -> None:
         api = d.airflow_client(ctx)
         run_id = d.trigger(api, d.TRAINING_DAG, {"model_family": model_family})
         out.print(f"triggered {d.TRAINING_DAG} run {run_id}  (UI: {d.airflow.public_url(ctx)})")
+        # The notebook's progress (learning curve, pictures, summary) as it happens.
+        out.print(f"follow it live: {s.public_url}/runs/{quote(f'{d.TRAINING_DAG}/{run_id}', safe='/')}",
+                  highlight=False, soft_wrap=True)
         t0 = time.monotonic()
         with err.status("waiting for the training run") as status:
             def tick(state: str, tasks: dict[str, str]) -> None:

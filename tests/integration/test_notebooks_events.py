@@ -204,7 +204,7 @@ def test_a_failing_event_transport_stops_the_notebook_before_it_works(stack: Con
                                                                       tmp_path: Path) -> None:
     # Nothing listens on port 1: the first event cannot be sent, and the notebook says so
     # instead of clustering without anyone seeing it (send_events=False would run it).
-    # About 30 s: kafka-python gives up bootstrapping only then.
+    # kafka-python gives up bootstrapping after skiff.events.transport.BOOTSTRAP_TIMEOUT_S.
     env = {**airflow.task_env(stack), "KAFKA_HOST": "127.0.0.1", "KAFKA_PORT": "1",
            "SKIFF_USER": "nobody", "SKIFF_RUN_ID": "tests/kmeans/no-kafka"}
     done = _papermill(stack, "airflow", NOTEBOOKS / "kmeans_example.ipynb", tmp_path,

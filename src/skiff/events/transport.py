@@ -26,6 +26,8 @@ DEFAULT_BUCKET = "events"
 DEFAULT_INLINE_BYTES = 65536
 # How long one emit waits for Kafka's acknowledgement (and for a first connection).
 SEND_TIMEOUT_S = 15.0
+# How long a first connection may take before Kafka counts as unreachable.
+BOOTSTRAP_TIMEOUT_S = 5.0
 
 
 class EventsError(RuntimeError):
@@ -97,6 +99,13 @@ class Transport:
                 from kafka import KafkaProducer
                 from kafka.errors import KafkaError
 
+                options: dict[str, Any] = {}
+                # kafka-python 3 (Airflow's and the workspace's) tries to bootstrap for
+                # 30 s by default: a notebook would hang that long before saying Kafka
+                # is away. 2.x (the serving venv) has no such setting and gives up after
+                # its 2 s version probe.
+                if "bootstrap_timeout_ms" in KafkaProducer.DEFAULT_CONFIG:
+                    options["bootstrap_timeout_ms"] = int(BOOTSTRAP_TIMEOUT_S * 1000)
                 try:
                     self._producer = KafkaProducer(
                         bootstrap_servers=self.cfg.bootstrap_servers,
@@ -108,6 +117,7 @@ class Transport:
                         key_serializer=lambda k: k.encode(),
                         value_serializer=lambda v: json.dumps(v, separators=(",", ":"))
                         .encode(),
+                        **options,
                     )
                 except KafkaError as exc:
                     raise EventsError(f"Kafka at {self.cfg.bootstrap_servers} is unreachable "
