@@ -1,8 +1,9 @@
 """Keycloak access tokens of the platform's realm, verified against its JWKS (PyJWT).
 
 Shared by the model API (serving/model_server/auth.py: audience ``model-api``,
-verified tokens cached) and the catalog (serving/catalog/auth.py: any audience,
-the issuing client checked through ``azp``). A token passes when its
+verified tokens cached), and the catalog and the notification service
+(:meth:`RealmTokens.user`: any audience, a person's token issued by one of the
+platform's clients, checked through ``azp``). A token passes when its
 
 - issuer is the realm's public issuer, checked first, from the unverified claims,
   so a foreign token never makes us fetch keys;
@@ -19,6 +20,7 @@ service turns it into its own error answer.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import jwt
@@ -97,3 +99,28 @@ class RealmTokens:
             raise TokenRejected(401, "invalid_token", str(exc)) from exc
         except jwt.InvalidTokenError as exc:
             raise TokenRejected(401, "invalid_token", f"{type(exc).__name__}: {exc}") from exc
+
+    def user(self, header: str | None, clients: Collection[str],
+             api: str = "this API") -> tuple[str, dict[str, Any]]:
+        """The user (``preferred_username``) and verified claims of an ``Authorization:
+        Bearer`` header whose token one of ``clients`` obtained (``azp``); ``api`` names
+        the service in the refusal."""
+        claims = self.verify(bearer(header))
+        if claims.get("azp") not in clients:
+            raise TokenRejected(401, "wrong_client", f"token obtained by client "
+                                f"{claims.get('azp')!r}; {api} accepts those of {', '.join(clients)}")
+        user = claims.get("preferred_username")
+        if not isinstance(user, str) or not user:
+            raise TokenRejected(401, "invalid_token", "the token names no user (preferred_username)")
+        return user, claims
+
+
+def bearer(header: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header."""
+    if not header:
+        raise TokenRejected(401, "unauthorized", "send `Authorization: Bearer <token>`, a "
+                            "Keycloak access token of the platform's realm")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenRejected(401, "unauthorized", "the Authorization header is not `Bearer <token>`")
+    return token.strip()

@@ -40,44 +40,20 @@ class Caller:
                 "admin": self.admin, "service": self.service}
 
 
-def unauthorized(code: str, message: str) -> ApiError:
-    return ApiError(401, code, message)
-
-
 class TokenValidator:
     def __init__(self, config: Config) -> None:
         self.config = config
         # No audience: user tokens of the portal, JupyterHub or Airflow carry whatever
-        # audience their client maps; azp (below) says which front door issued them.
+        # audience their client maps; azp says which front door issued them.
         self.realm = RealmTokens(config.issuer, config.jwks_url)
 
     def caller(self, header: str | None) -> Caller:
-        claims = self.claims(self.bearer(header))
-        user = claims.get("preferred_username")
-        if not isinstance(user, str) or not user:
-            raise unauthorized("invalid_token", "the token names no user (preferred_username)")
+        try:
+            user, claims = self.realm.user(header, self.config.clients, api="the catalog")
+        except TokenRejected as exc:
+            raise ApiError(exc.status, exc.code, exc.message) from exc
         groups = claims.get("groups") or []
         teams = tuple(sorted({str(g).lstrip("/") for g in groups if isinstance(g, str)}))
         roles = tuple((claims.get("realm_access") or {}).get("roles") or ())
         return Caller(user=user, teams=teams, roles=roles,
                       service=user in self.config.service_users)
-
-    @staticmethod
-    def bearer(header: str | None) -> str:
-        if not header:
-            raise unauthorized("unauthorized", "send `Authorization: Bearer <token>`, a Keycloak "
-                               "access token of the platform's realm")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise unauthorized("unauthorized", "the Authorization header is not `Bearer <token>`")
-        return token.strip()
-
-    def claims(self, token: str) -> dict[str, Any]:
-        try:
-            claims = self.realm.verify(token)
-        except TokenRejected as exc:
-            raise ApiError(exc.status, exc.code, exc.message) from exc
-        if claims.get("azp") not in self.config.clients:
-            raise unauthorized("wrong_client", f"token obtained by client {claims.get('azp')!r}; "
-                               f"the catalog accepts those of {', '.join(self.config.clients)}")
-        return claims
