@@ -33,6 +33,7 @@ from typing import Any
 from serving.ingest import metrics
 from serving.ingest.batch import BatchResult, KafkaDeadLetters, first_offsets, from_polled, process_batch
 from serving.ingest.config import GROUP, Endpoints
+from serving.kafka_lag import total_lag
 from skiff.bracelet.events import TOPIC
 
 log = logging.getLogger("serving.ingest")
@@ -102,21 +103,6 @@ class Failures:
             log.info("recovered after %d failed attempts (%.0fs)", self.count,
                      time.monotonic() - self.since)
         self.count = 0
-
-
-def lag(consumer: Any) -> int | None:
-    """Messages behind the high watermark on the assigned partitions (from the last fetch)."""
-    total, known = 0, False
-    for tp in consumer.assignment():
-        high = consumer.highwater(tp)
-        if high is None:
-            continue
-        try:
-            total += max(0, high - consumer.position(tp))
-        except Exception:  # position of a partition being revoked
-            continue
-        known = True
-    return total if known else None
 
 
 def describe(result: BatchResult, seconds: float, behind: int | None) -> str:
@@ -258,7 +244,7 @@ class IngestConsumer:
                 self._commit(consumer, result.offsets)
                 metrics.RECORDS.inc(result.records)
                 metrics.DEAD.inc(result.dead)
-                log.info("%s", describe(result, time.monotonic() - t0, lag(consumer)))
+                log.info("%s", describe(result, time.monotonic() - t0, total_lag(consumer)))
 
         try:
             while not self.stop.is_set():
@@ -273,7 +259,7 @@ class IngestConsumer:
                     now = time.monotonic()
                     if not in_flight and now - max(idle_since, last_idle_log) >= IDLE_LOG_EVERY:
                         last_idle_log = now
-                        log.info("idle for %.0fs, lag %s messages", now - idle_since, lag(consumer))
+                        log.info("idle for %.0fs, lag %s messages", now - idle_since, total_lag(consumer))
                     continue
                 in_flight.append((records, time.monotonic(),
                                   writes.submit(process_batch, records, writer, dead_letters)))

@@ -14,6 +14,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from serving.kafka_lag import partition_lags
+
 log = logging.getLogger("serving.ingest")
 
 # One registry of our own: only the ingest's series, whichever process imports this.
@@ -27,20 +29,6 @@ DEAD = Counter("skiff_ingest_dead_lettered", "Records sent to the dead-letter to
 FAILED_BATCHES = Counter("skiff_ingest_failed_batches",
                          "Batches that failed (Cassandra or the dead-letter send) and will be read again",
                          registry=REGISTRY)
-
-
-def partition_lags(consumer: Any) -> dict[tuple[str, int], int]:
-    """Lag of each assigned partition whose high watermark is known (from the last fetch)."""
-    lags: dict[tuple[str, int], int] = {}
-    for tp in consumer.assignment():
-        high = consumer.highwater(tp)
-        if high is None:  # nothing fetched from it yet
-            continue
-        try:
-            lags[(tp.topic, tp.partition)] = max(0, high - consumer.position(tp))
-        except Exception:
-            continue
-    return lags
 
 
 class LagGauges:

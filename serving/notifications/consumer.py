@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 from prometheus_client import Counter, Gauge
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from serving.kafka_lag import partition_lags
 from serving.notifications import store
 from serving.notifications.config import Config
 
@@ -29,8 +29,6 @@ STORE_FAILURES = Counter("skiff_notifications_store_failures_total",
                          "Batches not stored (database errors), read again")
 LAG = Gauge("skiff_notifications_consumer_lag", "Records not yet stored", ["partition"])
 MAX_BACKOFF = 30.0
-# Seconds between two lag readings (each asks Kafka for the partitions' end offsets).
-LAG_EVERY = 15.0
 
 
 class Consumer:
@@ -40,7 +38,6 @@ class Consumer:
         self.stopping = threading.Event()
         self.ready = threading.Event()
         self._thread: threading.Thread | None = None
-        self._next_lag = 0.0
         self.backoff = 0.0
 
     def _consumer(self) -> Any:
@@ -96,19 +93,8 @@ class Consumer:
                 return
             consumer.commit()
             self.backoff = 0.0
-        if time.monotonic() >= self._next_lag:
-            self._next_lag = time.monotonic() + LAG_EVERY
-            self._lag(consumer)
-
-    @staticmethod
-    def _lag(consumer: Any) -> None:
-        assignment = list(consumer.assignment())
-        if not assignment:
-            return
-        ends = consumer.end_offsets(assignment)
-        for tp in assignment:
-            position = consumer.position(tp)
-            LAG.labels(str(tp.partition)).set(max(0, ends.get(tp, position) - position))
+        for (_, partition), behind in partition_lags(consumer).items():
+            LAG.labels(str(partition)).set(behind)
 
     def run(self) -> None:
         from kafka.errors import KafkaError
