@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from skiff.native import installing
+from skiff.native import installing, system
 from skiff.native.context import Context
 
 PACKAGE = "github.com/tsenart/vegeta/v12"
@@ -26,7 +26,8 @@ VERSION = "v12.13.0"
 
 def binary(ctx: Context) -> Path:
     """The vegeta binary in skiff's cache, built on first use (go install, a minute or two)."""
-    return installing.go_binary("vegeta", PACKAGE, VERSION, ctx.component("vegeta", VERSION), "vegeta")
+    return installing.go_binary("vegeta", PACKAGE, VERSION, ctx.component("vegeta", VERSION), "vegeta",
+                                go=system.go_bin(ctx))
 
 
 @dataclass(frozen=True)

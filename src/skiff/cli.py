@@ -17,10 +17,11 @@ from skiff import __version__, compose, tls
 from skiff.bracelet.features import SITES
 from skiff.catalog.cli import catalog, history
 from skiff.envfile import write_env
-from skiff.native import launcher
+from skiff.native import foreground, launcher, system
 from skiff.native.context import Context
 from skiff.native.installing import InstallError
 from skiff.native.launcher import ServiceError
+from skiff.native.spec import NotReady
 from skiff.native.supervisor import log_path
 from skiff.scoring.command import score
 from skiff.services import REGISTRY, in_start_order
@@ -121,19 +122,62 @@ def init() -> None:
 
 @main.command()
 @click.argument("services", nargs=-1)
-def install(services: tuple[str, ...]) -> None:
-    """Install the native components into the cache (idempotent; minutes the first time)."""
+@click.option("--for-tests", is_flag=True,
+              help="Also what the test suite needs (Chromium and its driver for the browser tests).")
+@click.option("--no-packages", is_flag=True,
+              help="Do not install Debian packages (each service still checks what it needs).")
+@click.option("--no-deps", is_flag=True,
+              help="Only the services named, not what they depend on (an image's build).")
+def install(services: tuple[str, ...], for_tests: bool, no_packages: bool, no_deps: bool) -> None:
+    """Install the components into the cache, and the Debian packages they need (as root).
+
+    Idempotent. Not root and packages missing: prints the one apt-get command to run
+    and stops. The first run takes about 20 minutes (Go builds, Maven Central, PyPI).
+    """
     ctx = _ctx()
-    _ensure_env(ctx)
     t0 = time.monotonic()
     try:
-        for svc in in_start_order(list(services)):
+        todo = [REGISTRY[n] for n in services] if no_deps else in_start_order(list(services))
+        if not no_packages:
+            versions = ctx.versions.model_dump()
+            wanted = [pkg.format(**versions) for svc in todo for pkg in svc.packages]
+            system.ensure_packages([*wanted, *(system.TEST_PACKAGES if for_tests else ())])
+        for i, svc in enumerate(todo, 1):
             if svc.install:
-                _step(svc.name, "checking install")
+                _step(svc.name, f"checking install ({i}/{len(todo)})")
                 svc.install(ctx)
     except (InstallError, RuntimeError, KeyError) as exc:
         _fail(str(exc))
     out.print(f"installed in {time.monotonic() - t0:.0f}s into {ctx.cache}")
+
+
+@main.command(name="run")
+@click.argument("program")
+def run_program(program: str) -> None:
+    """Run one program in the foreground, as its container does (prepare, then exec).
+
+    PROGRAM is a program (`airflow-scheduler`) or a service (its first program).
+    """
+    ctx = _ctx()
+    try:
+        code = foreground.run(ctx, program)
+    except (KeyError, RuntimeError, OSError) as exc:
+        _fail(f"{program}: {exc}")
+    sys.exit(code)
+
+
+@main.command()
+@click.argument("name")
+def probe(name: str) -> None:
+    """Exit 0 if the service or program NAME does its job, else 1 and why (a health check)."""
+    ctx = _ctx()
+    try:
+        foreground.probe(ctx, name)
+    except NotReady as exc:
+        _fail(f"{name}: not ready: {exc}")
+    except KeyError as exc:
+        _fail(str(exc))
+    out.print(f"{name}: ready")
 
 
 def _mode(native: bool, use_compose: bool) -> str:

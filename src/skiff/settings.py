@@ -6,6 +6,7 @@ both. Defaults are the native mode's: every service on loopback.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError
@@ -49,6 +50,9 @@ class Versions(BaseSettings):
     spark_version: str
     ignite_version: str
     redis_version: str
+    go_version: str
+    node_version: str
+    npm_version: str
 
     @classmethod
     def load(cls, root: Path) -> Versions:
@@ -74,7 +78,11 @@ class Settings(BaseSettings):
     keycloak_host: str | None = None
     portal_host: str | None = None
     jupyterhub_host: str | None = None
+    # The hub itself when it is not where its proxy is (Compose: containers of their own).
+    jupyterhub_hub_host: str | None = None
     spark_host: str | None = None
+    # Spark Connect's host when it is not the master's (Compose runs each in a container).
+    spark_connect_host: str | None = None
     ignite_host: str | None = None
     redis_host: str | None = None
     catalog_host: str | None = None
@@ -224,6 +232,15 @@ class Settings(BaseSettings):
     @property
     def topics(self) -> list[str]:
         return [t.strip() for t in self.kafka_topics.split(",") if t.strip()]
+
+    @property
+    def advertised_host(self) -> str:
+        """The address other processes reach this one at: ``bind_host``, or, when binding
+        every interface (in a container), this machine's own address, which differs for
+        each replica of a scaled service."""
+        if self.bind_host not in ("0.0.0.0", "::", ""):
+            return self.bind_host
+        return socket.gethostbyname(socket.gethostname())
 
     def host(self, service: str) -> str:
         """The address clients use for ``service``."""

@@ -89,7 +89,7 @@ def maven_jars(component: str, pom: Path, dest: Path, properties: dict[str, str]
 
 
 def go_binary(component: str, package: str, version: str, dest: Path, binary: str, *,
-              module: str | None = None, ldflags: str = "") -> Path:
+              go: Path, module: str | None = None, ldflags: str = "") -> Path:
     """Build a Go program from the Go module proxy into ``dest/bin/binary``.
 
     Without ``module``: ``go install package@version``. Modules whose go.mod has
@@ -97,7 +97,7 @@ def go_binary(component: str, package: str, version: str, dest: Path, binary: st
     named: its source is fetched with ``go mod download``, copied to a writable
     folder and built there against its own go.mod, ``package`` being the path
     inside the module (``./cmd/traefik``). ``ldflags`` go to the linker (version
-    stamps, stripping).
+    stamps, stripping). ``go`` is the toolchain's go command (skiff.native.system).
     """
     target = dest / "bin" / binary
     if is_installed(dest) and target.exists():
@@ -107,10 +107,10 @@ def go_binary(component: str, package: str, version: str, dest: Path, binary: st
     dest.mkdir(parents=True, exist_ok=True)
     flags = ["-ldflags", ldflags] if ldflags else []
     if module is None:
-        run(component, ["go", "install", "-v", *flags, f"{package}@{version}"],
+        run(component, [str(go), "install", "-v", *flags, f"{package}@{version}"],
             env={"GOBIN": str(dest / "bin")}, log=dest / "install.log")
     else:
-        source = go_module_source(component, module, version)
+        source = go_module_source(component, module, version, go)
         build = dest / "src"
         shutil.rmtree(build, ignore_errors=True)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +118,7 @@ def go_binary(component: str, package: str, version: str, dest: Path, binary: st
         try:
             _writable_copy(source, build)
             # -trimpath: the temporary folder's path stays out of the binary.
-            run(component, ["go", "build", "-v", "-trimpath", *flags, "-o", str(target), package],
+            run(component, [str(go), "build", "-v", "-trimpath", *flags, "-o", str(target), package],
                 cwd=build, log=dest / "install.log")
         finally:
             # The sources stay in Go's module cache; the copy is only for the build.
@@ -127,11 +127,9 @@ def go_binary(component: str, package: str, version: str, dest: Path, binary: st
     return target
 
 
-def go_module_source(component: str, module: str, version: str) -> Path:
+def go_module_source(component: str, module: str, version: str, go: Path) -> Path:
     """The folder of ``module@version`` in Go's module cache (downloaded if needed)."""
-    if shutil.which("go") is None:
-        raise InstallError(f"{component}: `go` is not installed (needed to build {module})")
-    done = subprocess.run(["go", "mod", "download", "-json", f"{module}@{version}"],
+    done = subprocess.run([str(go), "mod", "download", "-json", f"{module}@{version}"],
                           capture_output=True, text=True, check=False)
     try:
         info = json.loads(done.stdout or "{}")

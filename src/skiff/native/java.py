@@ -13,6 +13,10 @@ if TYPE_CHECKING:
     from skiff.native.context import Context
 
 
+# The runtime every JVM service runs on, from Debian.
+JAVA_PACKAGES = ("openjdk-17-jre-headless",)
+
+
 def find_java() -> str | None:
     java_home = os.environ.get("JAVA_HOME")
     if java_home and (Path(java_home) / "bin" / "java").is_file():

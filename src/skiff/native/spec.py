@@ -35,6 +35,10 @@ class Program:
     user: str | None = None
     # Seconds supervisord waits after SIGTERM before SIGKILL of the whole group.
     stop_wait: int = 20
+    # Whether this program alone does its job (raises NotReady if not), for a program
+    # that runs in a container of its own (`skiff probe`); None: the service's ``ready``
+    # for its first program, the process being alive for the others.
+    health: Callable[[Context], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -58,5 +62,8 @@ class Service:
     install: Callable[[Context], None] | None = None
     prepare: Callable[[Context], None] | None = None
     bootstrap: Callable[[Context], None] | None = None
+    # Debian packages it needs to be installed and run (skiff.native.system); a
+    # ``{name}`` is a version from versions.env, e.g. ``postgresql-{postgres_version}``.
+    packages: tuple[str, ...] = ()
     # Cold starts of the JVM services take a while on two cores.
     start_timeout: float = 180.0

@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 from minio import Minio
 
+from skiff import archives
+
 ARCHIVE_SUFFIX = ".tar.gz"
 
 
@@ -112,8 +114,7 @@ def pack(source_dir: Path, patterns: Iterable[str], include_subdirectories: bool
 def unpack(data: bytes, dest: Path) -> list[str]:
     """Extract an archive made by :func:`pack` into ``dest``; returns the member names."""
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        # The "data" filter refuses absolute paths, links out of dest and devices.
-        tar.extractall(dest, filter="data")
+        archives.extract(tar, dest)
         return tar.getnames()
 
 

@@ -22,6 +22,7 @@ platform's own clients (Starlette strips the root path from either).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -45,6 +46,9 @@ PATH = "/airflow"
 PIPELINES = "pipelines"
 # The parts of GET /api/v2/monitor/health that must say "healthy".
 HEALTH_PARTS = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+# Which part of that report says whether a component does its job.
+HEALTH_OF = {"api-server": "metadatabase", "scheduler": "scheduler",
+             "dag-processor": "dag_processor", "triggerer": "triggerer"}
 DEFAULT_QUEUE = "default"
 # The Celery app of Airflow's executor: what `celery inspect` talks through.
 CELERY_APP = "airflow.providers.celery.executors.celery_executor.app"
@@ -211,6 +215,7 @@ def programs(ctx: Context) -> list[Program]:
             env=env,
             directory=home,
             stop_wait=30,
+            health=functools.partial(_part_healthy, part=HEALTH_OF[component]),
         )
         for component in COMPONENTS
     ]
@@ -227,9 +232,25 @@ def programs(ctx: Context) -> list[Program]:
             directory=home,
             # A warm shutdown lets running tasks finish (Celery's first SIGTERM).
             stop_wait=60,
+            health=functools.partial(_worker_answers, name=name),
         )
         for name, (queue, concurrency) in workers(ctx).items()
     ]
+
+
+def _part_healthy(ctx: Context, part: str) -> None:
+    """One component's own health, as the API server's report gives it (a container's probe)."""
+    try:
+        status = (health(base_url(ctx)).get(part) or {}).get("status")
+    except httpx.HTTPError as exc:
+        raise NotReady(f"API server: {type(exc).__name__}: {exc}") from exc
+    if status != "healthy":
+        raise NotReady(f"{part} is {status}")
+
+
+def _worker_answers(ctx: Context, name: str) -> None:
+    if name not in answering_workers(ctx, names=[name]):
+        raise NotReady(f"Celery worker {name}@{socket.gethostname()} does not answer a ping")
 
 
 def health(url: str, timeout: float = 5.0) -> dict:
@@ -256,10 +277,12 @@ def ready(ctx: Context) -> None:
         raise NotReady("Celery workers not answering a ping: " + ", ".join(silent))
 
 
-def answering_workers(ctx: Context, timeout: float = 5.0) -> set[str]:
-    """The native workers (program names) that answer ``celery inspect ping`` through the broker."""
+def answering_workers(ctx: Context, timeout: float = 5.0,
+                      names: list[str] | None = None) -> set[str]:
+    """The workers of this host (program names; all by default) that answer ``celery
+    inspect ping`` through the broker."""
     # Naming the nodes lets `inspect` return once all have answered, not after the timeout.
-    nodes = ",".join(f"{name}@{socket.gethostname()}" for name in workers(ctx))
+    nodes = ",".join(f"{name}@{socket.gethostname()}" for name in names or workers(ctx))
     try:
         done = subprocess.run(
             [str(venv(ctx) / "bin" / "celery"), "--app", CELERY_APP, "inspect", "ping",

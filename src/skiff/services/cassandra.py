@@ -17,7 +17,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, N
 from cassandra.policies import RoundRobinPolicy
 
 from skiff.native.context import Context
-from skiff.native.java import install_jars, java_command
+from skiff.native.java import JAVA_PACKAGES, install_jars, java_command
 from skiff.native.spec import NotReady, Program, Service
 
 STORAGE_PORT = 7000
@@ -289,6 +289,7 @@ def ports(ctx: Context) -> list[int]:
 
 SERVICE = Service(
     name="cassandra",
+    packages=(*JAVA_PACKAGES, "maven"),
     description="Cassandra store of captured predictions (one node)",
     programs=programs,
     ready=ready,

@@ -20,7 +20,7 @@ from pyignite.datatypes.cluster_state import ClusterState
 from pyignite.exceptions import AuthenticationError, ReconnectError, SQLError
 
 from skiff.native.context import Context
-from skiff.native.java import install_jars, java_command
+from skiff.native.java import JAVA_PACKAGES, install_jars, java_command
 from skiff.native.spec import NotReady, Program, Service
 
 MAIN_CLASS = "org.apache.ignite.startup.cmdline.CommandLineStartup"
@@ -190,6 +190,7 @@ def ports(ctx: Context) -> list[int]:
 
 SERVICE = Service(
     name="ignite",
+    packages=(*JAVA_PACKAGES, "maven"),
     description="Apache Ignite: device/patient profiles for online features (one node)",
     programs=programs,
     ready=ready,

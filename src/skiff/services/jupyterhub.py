@@ -16,11 +16,9 @@ from ``user-workspace/`` on first spawn.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
-from skiff.native import installing
+from skiff.native import installing, system
 from skiff.native.context import Context
 from skiff.native.probes import http_ok
 from skiff.native.spec import Program, Service
@@ -31,8 +29,6 @@ PROXY = "jupyterhub-proxy"
 BASE_PATH = "/jupyter/"
 # Variables with this prefix reach every user's server without it (see the config).
 WORKSPACE_ENV_PREFIX = "WORKSPACE_ENV_"
-# configurable-http-proxy 5's "engines" in its package.json.
-NODE_MAJOR = 20
 
 
 def venv(ctx: Context) -> Path:
@@ -55,25 +51,16 @@ def install(ctx: Context) -> None:
 
 
 def install_proxy(ctx: Context) -> None:
-    """configurable-http-proxy from npm into the cache (Node.js itself from Debian)."""
+    """configurable-http-proxy from npm into the cache (Node.js: the machine's or from npm)."""
     dest = proxy_dir(ctx)
     if installing.is_installed(dest) and proxy_bin(ctx).exists():
         return
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        raise installing.InstallError(
-            f"{PROXY}: Node.js and npm are needed for configurable-http-proxy "
-            "(Debian: apt-get install nodejs npm)")
-    node = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
-    major = node.stdout.strip().lstrip("v").split(".")[0]
-    if not major.isdigit() or int(major) < NODE_MAJOR:
-        raise installing.InstallError(
-            f"{PROXY}: configurable-http-proxy needs Node.js {NODE_MAJOR} or newer, "
-            f"`node --version` says {node.stdout.strip() or node.stderr.strip()!r}")
+    system.node_bin(ctx)
     version = ctx.versions.configurable_http_proxy_version
     installing.step(PROXY, f"installing configurable-http-proxy {version} from npm into {dest}")
     dest.mkdir(parents=True, exist_ok=True)
-    installing.run(PROXY, ["npm", "install", "--prefix", str(dest), "--no-fund", "--no-audit",
-                           "--omit=dev", f"configurable-http-proxy@{version}"],
+    installing.run(PROXY, [*system.npm_cli(ctx), "install", "--prefix", str(dest), "--no-fund",
+                           "--no-audit", "--omit=dev", f"configurable-http-proxy@{version}"],
                    log=dest / "install.log")
     installing.mark_installed(dest)
 
@@ -89,6 +76,12 @@ def proxy_url(ctx: Context) -> str:
     return f"http://{s.host('jupyterhub')}:{s.jupyterhub_port}{BASE_PATH}"
 
 
+def hub_host(ctx: Context) -> str:
+    """Where the proxy finds the hub: the same host natively, its own container in Compose."""
+    s = ctx.settings
+    return s.jupyterhub_hub_host or s.host("jupyterhub")
+
+
 def hub_env(ctx: Context) -> dict[str, str]:
     """What jupyterhub_config.py reads; docker-compose.yml sets the same names."""
     s = ctx.settings
@@ -98,7 +91,7 @@ def hub_env(ctx: Context) -> dict[str, str]:
         "JUPYTERHUB_DATA_DIR": str(ctx.data_dir(NAME)),
         "JUPYTERHUB_BIND_URL": f"http://{s.bind_host}:{s.jupyterhub_port}{BASE_PATH}",
         "JUPYTERHUB_HUB_BIND_URL": f"http://{s.bind_host}:{s.jupyterhub_hub_port}",
-        "CONFIGPROXY_API_URL": f"http://{s.bind_host}:{s.jupyterhub_proxy_api_port}",
+        "CONFIGPROXY_API_URL": f"http://{s.host('jupyterhub')}:{s.jupyterhub_proxy_api_port}",
         "CONFIGPROXY_AUTH_TOKEN": s.configproxy_auth_token.get_secret_value(),
         "JUPYTERHUB_CRYPT_KEY": s.jupyterhub_crypt_key.get_secret_value(),
         "KEYCLOAK_ISSUER": s.keycloak_issuer,
@@ -118,12 +111,13 @@ def programs(ctx: Context) -> list[Program]:
     data = ctx.data_dir(NAME)
     proxy = Program(
         name=PROXY,
-        command=[str(proxy_bin(ctx)),
+        # Run by our node: the script's `#!/usr/bin/env node` may find an older one.
+        command=[str(system.node_bin(ctx, install=False)), str(proxy_bin(ctx)),
                  "--ip", s.bind_host, "--port", str(s.jupyterhub_port),
                  "--api-ip", s.bind_host, "--api-port", str(s.jupyterhub_proxy_api_port),
                  # Until the hub has added its routes, everything goes to the hub.
-                 "--default-target", f"http://{s.bind_host}:{s.jupyterhub_hub_port}",
-                 "--error-target", f"http://{s.bind_host}:{s.jupyterhub_hub_port}{BASE_PATH}hub/error",
+                 "--default-target", f"http://{hub_host(ctx)}:{s.jupyterhub_hub_port}",
+                 "--error-target", f"http://{hub_host(ctx)}:{s.jupyterhub_hub_port}{BASE_PATH}hub/error",
                  "--log-level", "warn"],
         env={"CONFIGPROXY_AUTH_TOKEN": s.configproxy_auth_token.get_secret_value()},
         directory=data,
@@ -147,6 +141,7 @@ def ready(ctx: Context) -> None:
 
 SERVICE = Service(
     name=NAME,
+    packages=("git",),
     description="JupyterHub: a JupyterLab workspace (with Elyra) per user, Keycloak login",
     programs=programs,
     ready=ready,

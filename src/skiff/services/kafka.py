@@ -22,7 +22,7 @@ from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from skiff.native.context import Context
-from skiff.native.java import install_jars, java_command, require_java
+from skiff.native.java import JAVA_PACKAGES, install_jars, java_command, require_java
 from skiff.native.spec import NotReady, Program, Service
 
 NODE_ID = 1
@@ -221,6 +221,7 @@ def ports(ctx: Context) -> list[int]:
 
 SERVICE = Service(
     name="kafka",
+    packages=(*JAVA_PACKAGES, "maven"),
     description="Kafka event bus (KRaft, one broker+controller node)",
     programs=programs,
     ready=ready,

@@ -27,9 +27,10 @@ from pathlib import Path
 
 import httpx
 
+from skiff import archives
 from skiff.native import installing
 from skiff.native.context import Context
-from skiff.native.java import java_command, require_java
+from skiff.native.java import JAVA_PACKAGES, java_command, require_java
 from skiff.native.spec import NotReady, Program, Service
 
 NAME = "keycloak"
@@ -106,7 +107,7 @@ def _unpack(tarball: Path, dest: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     with tarfile.open(tarball) as tar:
-        tar.extractall(staging, filter="tar")
+        archives.extract(tar, staging, trusted=True)
     (top,) = list(staging.iterdir())
     top.rename(dest)
     staging.rmdir()
@@ -251,6 +252,7 @@ def bootstrap(ctx: Context) -> None:
 
 SERVICE = Service(
     name=NAME,
+    packages=JAVA_PACKAGES,
     description="Keycloak: single sign-on, realm skiff (users, roles, teams, clients)",
     programs=programs,
     ready=ready,

@@ -147,6 +147,7 @@ def url(ctx: Context) -> str:
 
 SERVICE = Service(
     name="postgres",
+    packages=("postgresql-{postgres_version}",),
     description="PostgreSQL: metadata of Airflow, MLflow and Keycloak",
     programs=programs,
     ready=ready,

@@ -106,6 +106,7 @@ def ready(ctx: Context) -> None:
 
 SERVICE = Service(
     name=NAME,
+    packages=("prometheus",),
     description="Prometheus: metrics of the model server, the ingest's lag, the notifications",
     programs=programs,
     ready=ready,

@@ -102,6 +102,7 @@ def url(ctx: Context) -> str:
 
 SERVICE = Service(
     name="redis",
+    packages=("redis-server",),
     description="Redis: the broker of Airflow's Celery workers",
     programs=programs,
     ready=ready,

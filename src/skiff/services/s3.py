@@ -14,7 +14,7 @@ import urllib3
 from minio import Minio
 from minio.error import S3Error
 
-from skiff.native import installing
+from skiff.native import installing, system
 from skiff.native.context import Context
 from skiff.native.spec import NotReady, Program, Service
 from skiff.settings import Settings
@@ -29,7 +29,8 @@ def binary(ctx: Context) -> Path:
 
 def install(ctx: Context) -> None:
     version = ctx.versions.versitygw_version
-    installing.go_binary("s3", PACKAGE, version, ctx.component("versitygw", version), "versitygw")
+    installing.go_binary("s3", PACKAGE, version, ctx.component("versitygw", version), "versitygw",
+                         go=system.go_bin(ctx))
 
 
 def programs(ctx: Context) -> list[Program]:

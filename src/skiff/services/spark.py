@@ -28,7 +28,7 @@ from pydantic import SecretStr
 
 from skiff.native import installing
 from skiff.native.context import Context
-from skiff.native.java import install_jars, java_command
+from skiff.native.java import JAVA_PACKAGES, install_jars, java_command
 from skiff.native.spec import NotReady, Program, Service
 
 NAME = "spark"
@@ -88,7 +88,7 @@ def master_url(ctx: Context) -> str:
 def connect_url(ctx: Context) -> str:
     """Where Spark Connect listens (shown by `skiff status`; no secret in it)."""
     s = ctx.settings
-    return f"sc://{s.host('spark')}:{s.spark_connect_port}"
+    return f"sc://{s.spark_connect_host or s.host('spark')}:{s.spark_connect_port}"
 
 
 def client_remote(ctx: Context) -> str:
@@ -142,7 +142,7 @@ def connect_conf(ctx: Context) -> dict[str, str]:
         "spark.pyspark.driver.python": str(python(ctx)),
         "spark.driver.extraClassPath": f"{s3a_libs(ctx)}/*",
         "spark.executor.extraClassPath": f"{s3a_libs(ctx)}/*",
-        "spark.driver.host": s.host("spark"),
+        "spark.driver.host": s.advertised_host,
         "spark.driver.bindAddress": s.bind_host,
         "spark.ui.enabled": "false",
         **s3a_conf(s.s3_endpoint, s.s3_region),
@@ -197,18 +197,20 @@ def programs(ctx: Context) -> list[Program]:
     return [
         Program(
             name="spark-master",
-            command=[spark_class, MASTER_CLASS, "--host", s.bind_host,
+            command=[spark_class, MASTER_CLASS, "--host", s.advertised_host,
                      "--port", str(s.spark_master_port),
                      "--webui-port", str(s.spark_master_web_port)],
             env=environment, directory=ctx.data_dir(NAME),
+            health=_master_answers,
         ),
         Program(
             name="spark-worker",
-            command=[spark_class, WORKER_CLASS, "--host", s.bind_host,
+            command=[spark_class, WORKER_CLASS, "--host", s.advertised_host,
                      "--webui-port", str(s.spark_worker_web_port),
                      "--cores", str(s.spark_worker_cores), "--memory", s.spark_worker_memory,
                      "--work-dir", str(work_dir(ctx)), master_url(ctx)],
             env=environment, directory=ctx.data_dir(NAME),
+            health=_worker_registered,
         ),
         Program(
             name="spark-connect",
@@ -218,6 +220,7 @@ def programs(ctx: Context) -> list[Program]:
                      "--driver-memory", s.spark_connect_memory, *conf, "spark-internal"],
             env={**environment, **connect_token_env(ctx)}, directory=ctx.data_dir(NAME),
             stop_wait=30,
+            health=_connect_answers,
         ),
     ]
 
@@ -244,13 +247,30 @@ def check_cluster(state: dict[str, Any]) -> None:
         raise NotReady(f"the {CONNECT_APP_NAME!r} application is not registered yet")
 
 
-def ready(ctx: Context) -> None:
-    check_cluster(master_state(web_url(ctx)))
+def _master_answers(ctx: Context) -> None:
+    master_state(web_url(ctx))
+
+
+def _worker_registered(ctx: Context) -> None:
+    """This worker (in a container of its own) is ALIVE at the master."""
+    me = ctx.settings.advertised_host
+    workers = master_state(web_url(ctx)).get("workers") or []
+    if not any(w.get("host") == me and w.get("state") == "ALIVE" for w in workers):
+        raise NotReady(f"no ALIVE worker at {me} registered with the master")
+
+
+def _connect_answers(ctx: Context) -> None:
     s = ctx.settings
     try:
-        socket.create_connection((s.host("spark"), s.spark_connect_port), timeout=3).close()
+        socket.create_connection((s.spark_connect_host or s.host("spark"), s.spark_connect_port),
+                                 timeout=3).close()
     except OSError as exc:
         raise NotReady(f"Spark Connect port {s.spark_connect_port}: {exc}") from exc
+
+
+def ready(ctx: Context) -> None:
+    check_cluster(master_state(web_url(ctx)))
+    _connect_answers(ctx)
 
 
 def ports(ctx: Context) -> list[int]:
@@ -261,6 +281,7 @@ def ports(ctx: Context) -> list[int]:
 
 SERVICE = Service(
     name=NAME,
+    packages=(*JAVA_PACKAGES, "maven", "procps"),
     description="Spark standalone master, worker and Spark Connect server",
     programs=programs,
     ready=ready,

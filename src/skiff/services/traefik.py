@@ -23,7 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from skiff import tls
-from skiff.native import installing
+from skiff.native import installing, system
 from skiff.native.context import Context
 from skiff.native.probes import http_ok
 from skiff.native.spec import NotReady, Program, Service
@@ -42,7 +42,7 @@ def install(ctx: Context) -> None:
     # -s -w: no symbol tables (the binary is ~245 MB with them); the version stamp is
     # what `traefik version` and the dashboard show (Traefik's own Makefile does the same).
     installing.go_binary(NAME, PACKAGE, version, ctx.component(NAME, version), NAME,
-                         module=MODULE,
+                         go=system.go_bin(ctx), module=MODULE,
                          ldflags=f"-s -w -X {MODULE}/pkg/version.Version={version}")
 
 
