@@ -5,7 +5,7 @@ SKIFF  := $(VENV)/bin/skiff
 PYTEST := $(VENV)/bin/pytest
 
 .DEFAULT_GOAL := help
-.PHONY: help venv init install up down status demo simulate test test-unit test-integration lint bench clean
+.PHONY: help venv init install up down status demo simulate test test-compose test-unit test-integration lint bench clean
 
 help: ## List the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -21,7 +21,7 @@ venv: $(VENV)/.installed ## Create the CLI's virtualenv (.venv)
 init: venv ## Write .env with fresh secrets (keeps existing ones)
 	$(SKIFF) init
 
-install: init ## Install every component natively into ~/.cache/skiff (idempotent)
+install: init ## Install every component natively into ~/.cache/skiff, and Debian packages as root (idempotent)
 	$(SKIFF) install
 
 up: install ## Start the platform and wait until every service is healthy
@@ -39,8 +39,13 @@ down: venv ## Stop the platform
 status: venv ## Show services, URLs and health
 	$(SKIFF) status
 
-test: install ## Run every test: unit, then integration against the real stack
+test: init ## Run every test: unit, then integration against the real native stack
+	$(SKIFF) install --for-tests
 	$(PYTEST)
+
+test-compose: init ## Build the images, start the Compose stack, run the tests marked compose against it
+	$(SKIFF) up --compose --publish
+	SKIFF_TEST_MODE=compose $(PYTEST) -m compose
 
 test-unit: venv ## Run the unit tests only (no services)
 	$(PYTEST) -m unit

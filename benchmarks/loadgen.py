@@ -27,7 +27,7 @@ VERSION = "v12.13.0"
 def binary(ctx: Context) -> Path:
     """The vegeta binary in skiff's cache, built on first use (go install, a minute or two)."""
     return installing.go_binary("vegeta", PACKAGE, VERSION, ctx.component("vegeta", VERSION), "vegeta",
-                                go=system.go_bin(ctx))
+                                go=lambda: system.go_bin(ctx))
 
 
 @dataclass(frozen=True)

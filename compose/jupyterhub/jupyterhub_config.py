@@ -202,6 +202,9 @@ if spawner_kind == "local":
     c.JupyterHub.spawner_class = "simple"
     c.SimpleLocalProcessSpawner.home_dir_template = str(users_dir / "{username}")
     c.Spawner.cmd = [env("JUPYTERHUB_SINGLEUSER_CMD")]
+    # Where the servers listen, which is where the proxy sends their users: loopback
+    # natively; in Compose the hub container's name, as the proxy is another container.
+    c.Spawner.ip = env("JUPYTERHUB_SPAWNER_IP", "127.0.0.1")
     if os.geteuid() == 0:
         # jupyter-server refuses root unless told; containers and CI run as root.
         c.Spawner.args = [*c.Spawner.args, "--allow-root"]

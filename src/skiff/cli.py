@@ -194,7 +194,9 @@ def _mode(native: bool, use_compose: bool) -> str:
 @click.argument("services", nargs=-1)
 @click.option("--native", is_flag=True, help="Run natively under supervisord, even if Docker answers.")
 @click.option("--compose", "use_compose", is_flag=True, help="Run with Docker Compose.")
-def up(services: tuple[str, ...], native: bool, use_compose: bool) -> None:
+@click.option("--publish", is_flag=True,
+              help=f"Compose: also publish every service on 127.0.0.1 ({compose.PORTS_FILE}).")
+def up(services: tuple[str, ...], native: bool, use_compose: bool, publish: bool) -> None:
     """Start the platform (or SERVICES and what they need) and wait until healthy.
 
     Uses Docker Compose when a Docker engine answers, the native mode otherwise.
@@ -207,7 +209,7 @@ def up(services: tuple[str, ...], native: bool, use_compose: bool) -> None:
         if not compose.engine_answers():
             _fail("--compose: no Docker engine answers (`docker info` fails); "
                   "start Docker, or run natively: skiff up --native")
-        sys.exit(compose.up(ctx, list(services)))
+        sys.exit(compose.up(ctx, list(services), publish=publish))
     try:
         with _Progress() as progress:
             rows = launcher.up(ctx, list(services), on_step=progress)

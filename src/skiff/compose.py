@@ -20,13 +20,22 @@ def engine_answers() -> bool:
     return done.returncode == 0
 
 
-def _compose(ctx: Context, *args: str) -> list[str]:
-    return ["docker", "compose", "--project-directory", str(ctx.root), *args]
+# Publishes every service on 127.0.0.1, for debugging and the tests against Compose.
+PORTS_FILE = "docker-compose.ports.yml"
 
 
-def up(ctx: Context, services: list[str]) -> int:
+def _compose(ctx: Context, *args: str, publish: bool = False) -> list[str]:
+    files = ["-f", str(ctx.root / "docker-compose.yml")]
+    if publish:
+        files += ["-f", str(ctx.root / PORTS_FILE)]
+    return ["docker", "compose", "--project-directory", str(ctx.root), *files, *args]
+
+
+def up(ctx: Context, services: list[str], *, publish: bool = False) -> int:
+    """Build what changed, start, and return once every health check passes."""
     # --wait returns once every health check passes and init jobs have completed.
-    return subprocess.call(_compose(ctx, "up", "--detach", "--wait", *services))
+    return subprocess.call(_compose(ctx, "up", "--detach", "--build", "--wait", *services,
+                                    publish=publish))
 
 
 def down(ctx: Context) -> int:

@@ -112,6 +112,8 @@ class Settings(BaseSettings):
 
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    # A listener for clients on the Docker host of a Compose stack (0: none).
+    kafka_external_port: int = 0
     kafka_cluster_id: str
     kafka_topics: str = Field(
         default="prediction-requests,prediction-requests-dlq,training-requests,platform-events")

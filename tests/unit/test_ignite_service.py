@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from skiff.native.context import Context
-from skiff.services import ignite
+from skiff.services import airflow, ignite, model_server
+from tests.unit.test_compose_file import assert_listens
 
 pytestmark = pytest.mark.unit
 
@@ -41,13 +42,14 @@ def test_sign_in_and_the_persistence_it_needs_are_on(root: Path) -> None:
         "false", "false", "true")
 
 
-def test_every_placeholder_is_set_natively_and_in_compose(root: Path, ctx: Context,
-                                                          compose_doc: dict[str, Any]) -> None:
+def test_every_placeholder_is_set_by_the_program(root: Path, ctx: Context, compose_ctx: Context) -> None:
     used = {name for value in properties(root).values() for name in PLACEHOLDER.findall(value)}
     assert used == {"IGNITE_WORK_DIR", "IGNITE_CLIENT_HOST", "IGNITE_CLIENT_PORT"}
     [program] = ignite.programs(ctx)
     assert used <= set(program.env)
-    assert used <= set(compose_doc["services"]["ignite"]["environment"])
+    # The same program in its container: thin clients from other containers get in.
+    [program] = ignite.programs(compose_ctx)
+    assert program.env["IGNITE_CLIENT_HOST"] == "0.0.0.0"
 
 
 def test_the_native_node_reads_the_shared_file_and_keeps_its_data_in_the_state(ctx: Context) -> None:
@@ -61,12 +63,18 @@ def test_the_native_node_reads_the_shared_file_and_keeps_its_data_in_the_state(c
     assert s.ignite_port in ignite.ports(ctx)
 
 
-def test_compose_runs_the_versioned_image_and_bootstraps_it(compose_doc: dict[str, Any]) -> None:
+def test_compose_sets_the_password_before_the_model_server_signs_in(
+        compose_doc: dict[str, Any], compose_ctx: Context) -> None:
     services = compose_doc["services"]
-    assert services["ignite"]["image"] == "apacheignite/ignite:${IGNITE_VERSION}"
-    mounts = services["ignite"]["volumes"]
-    assert any(m.startswith("./compose/ignite/ignite-config.xml:") for m in mounts)
-    assert services["ignite-init"]["command"] == ["bootstrap", "ignite"]
-    for client in ("model-server", "airflow-scheduler", "airflow-worker"):
-        env = services[client].get("environment", {})
-        assert env.get("IGNITE_PASSWORD") == "${IGNITE_PASSWORD}", client
+    assert services["ignite-init"]["command"] == ["skiff", "bootstrap", "ignite"]
+    assert services["ignite-init"]["depends_on"]["ignite"]["condition"] == "service_healthy"
+    # The model server reads profiles with IGNITE_PASSWORD, which the bootstrap sets.
+    assert services["model-server"]["depends_on"]["ignite-init"]["condition"] == \
+        "service_completed_successfully"
+    # Its clients in other containers find the node by its service name.
+    [server] = model_server.programs(compose_ctx)
+    airflow_env = airflow.airflow_env(compose_ctx)
+    password = compose_ctx.settings.ignite_password.get_secret_value()
+    for env in (server.env, airflow_env):
+        assert (env["IGNITE_HOST"], env["IGNITE_PASSWORD"]) == ("ignite", password)
+        assert_listens(compose_ctx, compose_doc, env["IGNITE_HOST"], int(env["IGNITE_PORT"]), "ignite")

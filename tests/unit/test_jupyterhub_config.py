@@ -14,14 +14,14 @@ import re
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from traitlets.config import Config
 
-from skiff.envfile import parse
 from skiff.native.context import Context
 from skiff.services import jupyterhub, workspace
-from tests.unit.test_compose_file import interpolate
+from tests.unit.test_compose_file import assert_listens
 
 pytestmark = pytest.mark.unit
 
@@ -183,13 +183,6 @@ def test_an_unknown_spawner_is_refused(root: Path, monkeypatch: pytest.MonkeyPat
         load(root, monkeypatch, {**native_env(tmp_path), "JUPYTERHUB_SPAWNER": "kubernetes"})
 
 
-def compose_env(root: Path, compose_doc: dict[str, Any], versions: dict[str, str]) -> dict[str, str]:
-    """The environment docker-compose.yml gives the hub container, filled as `skiff init` would."""
-    values = {k: v or "generated-secret" for k, v in parse((root / ".env.example").read_text()).items()}
-    raw = compose_doc["services"]["jupyterhub"]["environment"]
-    return {k: interpolate(str(v), {**values, **versions}) for k, v in raw.items()}
-
-
 def test_the_native_service_sets_what_the_config_reads(
         root: Path, monkeypatch: pytest.MonkeyPatch, ctx: Context) -> None:
     c, _ = load(root, monkeypatch, jupyterhub.hub_env(ctx), euid=0)
@@ -209,32 +202,32 @@ def test_the_native_service_sets_what_the_config_reads(
     assert hub.command[-1] == str(root / "compose" / "jupyterhub" / "jupyterhub_config.py")
 
 
-def test_compose_users_get_the_same_variables_as_native_ones(
-        root: Path, compose_doc: dict[str, Any], versions: dict[str, str], ctx: Context) -> None:
-    env = compose_env(root, compose_doc, versions)
-    compose_names = {k.removeprefix("WORKSPACE_ENV_") for k in env if k.startswith("WORKSPACE_ENV_")}
-    assert compose_names == set(workspace.spawn_env(ctx))
-
-
-def test_compose_environment_gives_docker_spawner(
-        root: Path, monkeypatch: pytest.MonkeyPatch, compose_doc: dict[str, Any],
-        versions: dict[str, str]) -> None:
-    c, _ = load(root, monkeypatch, compose_env(root, compose_doc, versions))
-    assert c.JupyterHub.spawner_class == "docker"
-    assert c.DockerSpawner.network_name == "skiff_default"
-    home, *shared = c.DockerSpawner.volumes.items()
-    assert "{username}" in home[0] and home[1] == "/home/jovyan"
-    assert ("skiff-pipelines", c.Spawner.environment["SKIFF_DAG_FOLDER"]) in shared
-    assert c.JupyterHub.hub_connect_url == "http://jupyterhub:8081"
-    assert c.ConfigurableHTTPProxy.api_url == "http://jupyterhub-proxy:8001"
-    assert c.GenericOAuthenticator.authorize_url.startswith("https://localhost:8443/auth/realms/skiff/")
-    # The hub calls Keycloak and the proxy where their own services listen.
-    kc = compose_doc["services"]["keycloak"]["environment"]
-    assert c.GenericOAuthenticator.token_url.startswith(
-        f"http://keycloak:{kc['KC_HTTP_PORT']}{kc['KC_HTTP_RELATIVE_PATH']}/realms/skiff/")
-    proxy = compose_doc["services"]["jupyterhub-proxy"]["command"]
-    assert c.ConfigurableHTTPProxy.api_url.endswith(":" + proxy[proxy.index("--api-port") + 1])
-    assert c.Spawner.environment["MLFLOW_TRACKING_URI"].startswith("http://mlflow:5000")
+def test_in_compose_the_hub_and_its_proxy_find_each_other_by_service_name(
+        root: Path, monkeypatch: pytest.MonkeyPatch, compose_ctx: Context,
+        compose_doc: dict[str, Any]) -> None:
+    proxy, hub = jupyterhub.programs(compose_ctx)
+    s = compose_ctx.settings
+    c, _ = load(root, monkeypatch, hub.env, euid=0)
+    # The users' servers are local processes of the hub's container, as natively.
+    assert c.JupyterHub.spawner_class == "simple"
+    assert c.JupyterHub.bind_url == f"http://0.0.0.0:{s.jupyterhub_port}/jupyter/"
+    assert c.JupyterHub.hub_bind_url == f"http://0.0.0.0:{s.jupyterhub_hub_port}"
+    # The hub configures the proxy in the proxy's container, with the proxy's token...
+    api = urlsplit(c.ConfigurableHTTPProxy.api_url)
+    assert api.hostname == proxy.name
+    assert_listens(compose_ctx, compose_doc, api.hostname, api.port, "CONFIGPROXY_API_URL")
+    assert proxy.command[proxy.command.index("--api-port") + 1] == str(api.port)
+    assert proxy.command[proxy.command.index("--api-ip") + 1] == "0.0.0.0"
+    assert proxy.env["CONFIGPROXY_AUTH_TOKEN"] == c.ConfigurableHTTPProxy.auth_token
+    # ...and the proxy sends what has no route yet to the hub's container.
+    target = urlsplit(proxy.command[proxy.command.index("--default-target") + 1])
+    assert (target.hostname, target.port) == (hub.name, s.jupyterhub_hub_port)
+    assert target.hostname in compose_doc["services"]
+    # The hub's own calls go to Keycloak's container; browsers go to the public address.
+    token = urlsplit(c.GenericOAuthenticator.token_url)
+    assert_listens(compose_ctx, compose_doc, token.hostname, token.port, "token_url")
+    assert c.GenericOAuthenticator.authorize_url.startswith(f"{s.public_url}/auth/realms/")
+    assert c.Spawner.environment["MLFLOW_TRACKING_URI"].startswith(f"http://mlflow:{s.mlflow_port}/")
 
 
 def test_hub_image_pins_the_versions_file(root: Path, versions: dict[str, str]) -> None:

@@ -6,14 +6,16 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from skiff.envfile import GENERATORS, parse
 from skiff.keycloak import ROLES
 from skiff.native.context import Context
-from skiff.services import keycloak
+from skiff.services import keycloak, traefik
 from skiff.settings import Settings
+from tests.unit.test_compose_file import assert_listens
 
 pytestmark = pytest.mark.unit
 
@@ -157,8 +159,14 @@ def test_native_mode_resolves_every_placeholder(ctx: Context, text: str) -> None
         "http://127.0.0.1:8090/oauth2/backchannel-logout"
 
 
-def test_compose_gives_keycloak_every_placeholder(compose_doc: dict[str, Any], text: str) -> None:
-    environment = compose_doc["services"]["keycloak"]["environment"]
-    assert set(PLACEHOLDER.findall(text)) - set(environment) == set()
-    mount = "./compose/keycloak/realm-skiff.json:/opt/keycloak/data/import/realm-skiff.json:ro"
-    assert mount in compose_doc["services"]["keycloak"]["volumes"]
+def test_in_compose_logouts_reach_the_portal_container_where_traefik_does(
+        compose_ctx: Context, compose_doc: dict[str, Any], text: str) -> None:
+    env = keycloak.realm_env(compose_ctx)
+    resolved = json.loads(PLACEHOLDER.sub(lambda m: env[m.group(1)], text))
+    portal = next(c for c in resolved["clients"] if c["clientId"] == "portal")
+    logout = portal["attributes"]["backchannel.logout.url"]
+    assert logout == f"{traefik.upstreams(compose_ctx)['SKIFF_PORTAL_URL']}/oauth2/backchannel-logout"
+    url = urlsplit(logout)
+    assert_listens(compose_ctx, compose_doc, url.hostname, url.port, "backchannel.logout.url")
+    # Browsers are sent to the public address, never to a container's name.
+    assert portal["redirectUris"] == [f"{compose_ctx.settings.public_url}/oauth2/callback"]

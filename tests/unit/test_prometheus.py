@@ -1,4 +1,4 @@
-"""Prometheus' one configuration, checked without Prometheus: both modes' targets and flags."""
+"""Prometheus' one configuration, checked without Prometheus: targets and flags, natively and in Compose."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import yaml
 from skiff.native.context import Context
 from skiff.services import REGISTRY, prometheus
 from skiff.settings import Settings
+from tests.unit.test_compose_file import assert_listens
 
 pytestmark = pytest.mark.unit
 
@@ -57,39 +58,29 @@ def test_only_the_targets_differ_between_the_modes(ctx: Context, compose_config:
     assert native == compose_config
 
 
-def test_compose_targets_are_compose_services_on_their_container_ports(
-        compose_config: dict[str, Any], compose_doc: dict[str, Any]) -> None:
-    services = compose_doc["services"]
-    targets = {name: job["static_configs"][0]["targets"][0] for name, job in jobs(compose_config).items()}
-    assert targets.pop("prometheus") == "localhost:9090"
-    # The notification service (serving/notifications) may not be in this checkout's Compose file yet.
-    notifications = targets.pop("notifications")
-    assert notifications == "notifications:8410"
-    for name, target in targets.items():
-        assert target.partition(":")[0] in services, f"{name}: {target} is not a compose service"
-    assert targets["model-server"] == "model-server:8000"
-    ingest = services["ingest"]["command"]
-    assert ingest[ingest.index("--metrics-address") + 1] == "0.0.0.0:8420"
-    assert targets["ingest"] == "ingest:8420"
+def test_compose_targets_are_compose_services_on_their_native_ports(
+        compose_ctx: Context, compose_doc: dict[str, Any]) -> None:
+    for name, job in jobs(prometheus.native_config(compose_ctx)).items():
+        [target] = job["static_configs"][0]["targets"]
+        host, _, port = target.partition(":")
+        # Each job scrapes the container of the program it is named after.
+        assert host == name, f"{name}: {target}"
+        assert_listens(compose_ctx, compose_doc, host, int(port), name)
 
 
 def test_its_own_metrics_are_under_the_route_prefix(compose_config: dict[str, Any]) -> None:
     assert jobs(compose_config)["prometheus"]["metrics_path"] == f"{prometheus.PREFIX}/metrics"
 
 
-def test_both_modes_run_with_the_same_flags(ctx: Context, compose_doc: dict[str, Any]) -> None:
-    def flags(command: list[str]) -> dict[str, str]:
-        return dict(arg.removeprefix("--").split("=", 1) for arg in command if arg.startswith("--"))
-
-    [program] = prometheus.programs(ctx)
-    native = flags(program.command)
-    compose = flags(compose_doc["services"]["prometheus"]["command"])
-    assert native["web.route-prefix"] == compose["web.route-prefix"] == prometheus.PREFIX
-    assert native["web.external-url"] == "https://skiff.example.org:9443/prometheus/"
-    assert compose["web.external-url"].endswith(":${HTTPS_PORT:-8443}/prometheus/")
-    assert native["web.listen-address"] == "127.0.0.1:9191"
-    assert set(native) == set(compose)
-    assert native["storage.tsdb.retention.time"] == compose["storage.tsdb.retention.time"]
+def test_in_compose_it_listens_on_its_container_under_the_public_prefix(compose_ctx: Context) -> None:
+    [program] = prometheus.programs(compose_ctx)
+    flags = dict(arg.removeprefix("--").split("=", 1) for arg in program.command if arg.startswith("--"))
+    s = compose_ctx.settings
+    assert flags["web.listen-address"] == f"0.0.0.0:{s.prometheus_port}"
+    assert flags["web.route-prefix"] == prometheus.PREFIX
+    assert flags["web.external-url"] == f"{s.public_url}{prometheus.PREFIX}/"
+    # Its data is where the compose volume is mounted (SKIFF_STATE/data/prometheus).
+    assert flags["storage.tsdb.path"] == str(compose_ctx.state / "data" / "prometheus")
 
 
 def test_the_native_copy_is_written_from_the_compose_file(

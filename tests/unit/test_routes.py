@@ -8,7 +8,6 @@ request paths against the routers with Traefik's rules and priorities.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,8 @@ import yaml
 from skiff.native.context import Context
 from skiff.services import REGISTRY, mlflow, portal, traefik
 from skiff.settings import Settings
+from tests.unit.conftest import compose_environment
+from tests.unit.test_compose_file import assert_listens, interpolate
 
 pytestmark = pytest.mark.unit
 
@@ -213,43 +214,42 @@ def test_the_certificate_is_the_default_one(native: dict[str, Any], ctx: Context
     assert native["tls"]["options"]["default"]["minVersion"] == "VersionTLS12"
 
 
-def test_both_modes_set_every_variable_the_routes_use(ctx: Context, compose_doc: dict[str, Any]) -> None:
-    used = variables_used()
-    assert used == set(traefik.route_env(ctx))
-    assert used == set(compose_doc["services"]["traefik"]["environment"])
+def test_traefik_is_given_every_variable_the_routes_use(ctx: Context) -> None:
+    # Both modes run the same program (skiff-run traefik in Compose), whose env this is.
+    assert variables_used() == set(traefik.route_env(ctx))
 
 
-def test_compose_upstreams_are_compose_services_on_their_container_ports(
-        compose_doc: dict[str, Any]) -> None:
-    services = compose_doc["services"]
-    env = services["traefik"]["environment"]
-    for name in variables_used():
-        if name.endswith("_URL"):
-            host = urlsplit(env[name]).hostname
-            assert host in services, f"{name}: {host} is not a compose service"
-    # Where the services listen inside their containers.
-    keycloak_port = int(services["keycloak"]["environment"]["KC_HTTP_PORT"])
-    assert urlsplit(env["SKIFF_KEYCLOAK_URL"]).port == keycloak_port
-    portal_cmd = services["portal"]["command"]
-    assert portal_cmd[portal_cmd.index("--bind") + 1].endswith(f":{urlsplit(env['SKIFF_PORTAL_URL']).port}")
-    assert services["portal"]["environment"]["KEYCLOAK_INTERNAL_URL"] == f"{env['SKIFF_KEYCLOAK_URL']}/auth"
-    # Keycloak's back-channel logouts reach the portal where Traefik does.
-    assert services["keycloak"]["environment"]["SKIFF_PORTAL_URL"] == env["SKIFF_PORTAL_URL"]
+def test_compose_upstreams_are_compose_services_on_their_native_ports(
+        compose_ctx: Context, compose_doc: dict[str, Any]) -> None:
+    upstreams = traefik.upstreams(compose_ctx)
+    for name, url in upstreams.items():
+        parts = urlsplit(url)
+        assert_listens(compose_ctx, compose_doc, parts.hostname, parts.port, name)
+    # The routes Traefik's container renders send each service there.
+    config = render(traefik.route_env(compose_ctx))
+    servers = {svc["loadBalancer"]["servers"][0]["url"] for svc in config["http"]["services"].values()}
+    assert servers == set(upstreams.values())
+    assert upstreams["SKIFF_KEYCLOAK_URL"] == "http://keycloak:8180"
     # The portal checks the same services' health.
-    portal_env = services["portal"]["environment"]
-    assert {k: v for k, v in env.items() if k.endswith("_URL")} == \
-        {k: v for k, v in portal_env.items() if k.startswith("SKIFF_")}
+    [portal_program] = portal.programs(compose_ctx)
+    assert {k: v for k, v in portal_program.env.items() if k.startswith("SKIFF_")} == upstreams
 
 
-def test_compose_publishes_the_entry_points_of_the_static_file(compose_doc: dict[str, Any]) -> None:
-    static = yaml.safe_load((ROOT / "compose/traefik/traefik.yml").read_text())
-    inside = {static["entryPoints"][ep]["address"].rsplit(":", 1)[1] for ep in ("web", "websecure")}
-    published = {p.rsplit(":", 1)[1] for p in compose_doc["services"]["traefik"]["ports"]}
-    assert published == inside
-    owners = [name for name, svc in compose_doc["services"].items()
-              if any(str(p).endswith(tuple(f":{port}" for port in inside)) for p in svc.get("ports", []))
-              and name != "traefik"]
-    assert owners == []
+def test_compose_publishes_the_entry_points_traefik_listens_on(
+        compose_ctx: Context, compose_doc: dict[str, Any]) -> None:
+    entry_points = traefik.static_config(compose_ctx)["entryPoints"]
+    addresses = [entry_points[ep]["address"] for ep in ("web", "websecure")]
+    # On every interface of its container: Docker forwards the published ports there.
+    assert all(a.startswith("0.0.0.0:") for a in addresses), addresses
+    inside = {a.rsplit(":", 1)[1] for a in addresses}
+    ports = compose_doc["services"]["traefik"]["ports"]
+    published = [interpolate(p, compose_environment(ROOT, compose_doc)).split(":") for p in ports]
+    assert all(host == container for host, container in published), published
+    assert {container for _, container in published} == inside
+    # A .env without HTTP_PORT/HTTPS_PORT: the file's defaults are the settings' own.
+    defaults = {interpolate(p, {}).rsplit(":", 1)[1] for p in ports}
+    fields = Settings.model_fields
+    assert defaults == {str(fields["http_port"].default), str(fields["https_port"].default)}
 
 
 def test_native_static_config_uses_this_hosts_addresses(ctx: Context) -> None:
@@ -302,12 +302,19 @@ def test_traefik_install_builds_a_writable_copy_of_the_module(
     (source / "go.mod").write_text("module github.com/traefik/traefik/v3\n")
     for folder in (source / "cmd" / "traefik", source / "cmd", source):
         folder.chmod(0o555)  # as in Go's module cache
-    bin_dir = tmp_path / "fakebin"
-    bin_dir.mkdir()
-    (bin_dir / "go").write_text(FAKE_GO)
-    (bin_dir / "go").chmod(0o755)
+    # Not on PATH: what runs is the go that skiff.native.system.go_bin chose.
+    go = tmp_path / "toolchain" / "bin" / "go"
+    go.parent.mkdir(parents=True)
+    go.write_text(FAKE_GO)
+    go.chmod(0o755)
+    asked: list[Context] = []
+
+    def go_bin(c: Context) -> Path:
+        asked.append(c)
+        return go
+
+    monkeypatch.setattr(traefik.system, "go_bin", go_bin)
     calls = tmp_path / "calls"
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("GO_CALLS", str(calls))
     monkeypatch.setenv("GO_SOURCE", str(source))
     try:
@@ -315,6 +322,7 @@ def test_traefik_install_builds_a_writable_copy_of_the_module(
     finally:
         for folder in (source, source / "cmd", source / "cmd" / "traefik"):
             folder.chmod(0o755)
+    assert asked == [ctx]
     download, build, where = calls.read_text().splitlines()
     version = ctx.versions.traefik_version
     assert download == f"mod download -json github.com/traefik/traefik/v3@{version}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +64,29 @@ def test_programs_run_the_wheels_distribution_with_state_outside_site_packages(c
     assert connect[connect.index("--class") + 1] == spark.CONNECT_CLASS
 
 
-def test_compose_runs_the_same_spark_settings(compose_doc: dict[str, Any]) -> None:
-    services = compose_doc["services"]
-    worker = services["spark-worker"]
-    # Scalable with --scale: no fixed name and no host port.
-    assert "container_name" not in worker and "ports" not in worker
-    command = services["spark-connect"]["command"]
-    confs = {c.split("=", 1)[0] for c in command[command.index("--conf") + 1::2]}
-    expected = set(spark.s3a_conf("http://s3:7070", "us-east-1"))
-    assert expected <= confs
-    for name in ("spark-master", "spark-worker", "spark-connect"):
-        assert services[name]["build"]["dockerfile"] == "docker/spark/Dockerfile"
+def test_in_compose_each_container_finds_the_master_and_s3_by_service_name(
+        compose_ctx: Context, compose_doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # A container's own address, what Docker's DNS gives its host name.
+    here = "172.18.0.9"
+    real = socket.gethostbyname
+    me = socket.gethostname()
+    monkeypatch.setattr(socket, "gethostbyname", lambda name: here if name == me else real(name))
+    s = compose_ctx.settings
+    programs = {p.name: p for p in spark.programs(compose_ctx)}
+    assert set(programs) <= set(compose_doc["services"])
+    master = f"spark://spark-master:{s.spark_master_port}"
+    worker = programs["spark-worker"].command
+    assert worker[-1] == master
+    # Each worker registers under its own address: `--scale spark-worker=N` works.
+    assert worker[worker.index("--host") + 1] == here
+    connect = programs["spark-connect"].command
+    assert connect[connect.index("--master") + 1] == master
+    conf = dict(arg.split("=", 1) for arg in connect[connect.index("--conf") + 1::2] if "=" in arg)
+    assert conf["spark.driver.host"] == here
+    assert conf["spark.driver.bindAddress"] == conf["spark.connect.grpc.binding.address"] == "0.0.0.0"
+    s3a = spark.s3a_conf(f"http://s3:{s.s3_port}", s.s3_region)
+    assert {k: conf[k] for k in s3a} == s3a
+    assert spark.connect_url(compose_ctx) == f"sc://spark-connect:{s.spark_connect_port}"
 
 
 def _state(workers: list[str], apps: list[str]) -> dict[str, object]:

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -89,7 +89,7 @@ def maven_jars(component: str, pom: Path, dest: Path, properties: dict[str, str]
 
 
 def go_binary(component: str, package: str, version: str, dest: Path, binary: str, *,
-              go: Path, module: str | None = None, ldflags: str = "") -> Path:
+              go: Callable[[], Path], module: str | None = None, ldflags: str = "") -> Path:
     """Build a Go program from the Go module proxy into ``dest/bin/binary``.
 
     Without ``module``: ``go install package@version``. Modules whose go.mod has
@@ -97,20 +97,22 @@ def go_binary(component: str, package: str, version: str, dest: Path, binary: st
     named: its source is fetched with ``go mod download``, copied to a writable
     folder and built there against its own go.mod, ``package`` being the path
     inside the module (``./cmd/traefik``). ``ldflags`` go to the linker (version
-    stamps, stripping). ``go`` is the toolchain's go command (skiff.native.system).
+    stamps, stripping). ``go`` gives the toolchain's go command (skiff.native.system),
+    asked only when there is something to build.
     """
     target = dest / "bin" / binary
     if is_installed(dest) and target.exists():
         return target
     what = f"{module or package}@{version}"
+    go_cmd = go()
     step(component, f"building {what} from the Go module proxy (a few minutes)")
     dest.mkdir(parents=True, exist_ok=True)
     flags = ["-ldflags", ldflags] if ldflags else []
     if module is None:
-        run(component, [str(go), "install", "-v", *flags, f"{package}@{version}"],
+        run(component, [str(go_cmd), "install", "-v", *flags, f"{package}@{version}"],
             env={"GOBIN": str(dest / "bin")}, log=dest / "install.log")
     else:
-        source = go_module_source(component, module, version, go)
+        source = go_module_source(component, module, version, go_cmd)
         build = dest / "src"
         shutil.rmtree(build, ignore_errors=True)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +120,7 @@ def go_binary(component: str, package: str, version: str, dest: Path, binary: st
         try:
             _writable_copy(source, build)
             # -trimpath: the temporary folder's path stays out of the binary.
-            run(component, [str(go), "build", "-v", "-trimpath", *flags, "-o", str(target), package],
+            run(component, [str(go_cmd), "build", "-v", "-trimpath", *flags, "-o", str(target), package],
                 cwd=build, log=dest / "install.log")
         finally:
             # The sources stay in Go's module cache; the copy is only for the build.

@@ -76,14 +76,21 @@ def bootstrap_servers(ctx: Context) -> str:
 
 def render_properties(ctx: Context) -> str:
     s = ctx.settings
+    # A second listener for clients outside the network the broker's name resolves in
+    # (the host of a Compose stack, docker-compose.ports.yml), advertised on loopback.
+    external = ("", "", "")
+    if s.kafka_external_port:
+        port = s.kafka_external_port
+        external = (f",EXTERNAL://{s.bind_host}:{port}", f",EXTERNAL://127.0.0.1:{port}",
+                    ",EXTERNAL:PLAINTEXT")
     props = {
         "process.roles": "broker,controller",
         "node.id": str(NODE_ID),
         "controller.quorum.voters": f"{NODE_ID}@{advertised_host(ctx)}:{s.kafka_controller_port}",
         "listeners": (f"PLAINTEXT://{s.bind_host}:{s.kafka_port},"
-                      f"CONTROLLER://{s.bind_host}:{s.kafka_controller_port}"),
-        "advertised.listeners": f"PLAINTEXT://{advertised_host(ctx)}:{s.kafka_port}",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                      f"CONTROLLER://{s.bind_host}:{s.kafka_controller_port}" + external[0]),
+        "advertised.listeners": f"PLAINTEXT://{advertised_host(ctx)}:{s.kafka_port}" + external[1],
+        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT" + external[2],
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "PLAINTEXT",
         "log.dirs": str(ctx.data_dir("kafka")),

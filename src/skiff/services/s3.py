@@ -30,7 +30,7 @@ def binary(ctx: Context) -> Path:
 def install(ctx: Context) -> None:
     version = ctx.versions.versitygw_version
     installing.go_binary("s3", PACKAGE, version, ctx.component("versitygw", version), "versitygw",
-                         go=system.go_bin(ctx))
+                         go=lambda: system.go_bin(ctx))
 
 
 def programs(ctx: Context) -> list[Program]:

@@ -172,7 +172,8 @@ def env(ctx: Context) -> dict[str, str]:
         "SPARK_LOG_DIR": str(ctx.log_dir / NAME),
         "SPARK_WORKER_DIR": str(work_dir(ctx)),
         "SPARK_LOCAL_DIRS": str(local_dir(ctx)),
-        "SPARK_LOCAL_IP": s.host("spark"),
+        # This process's own address (each container's, in Compose), never another's.
+        "SPARK_LOCAL_IP": s.advertised_host,
         "PYSPARK_PYTHON": str(python(ctx)),
         # For S3A on the Connect server's driver and, inherited, on the executors.
         "AWS_ACCESS_KEY_ID": s.s3_access_key,

@@ -42,7 +42,7 @@ def install(ctx: Context) -> None:
     # -s -w: no symbol tables (the binary is ~245 MB with them); the version stamp is
     # what `traefik version` and the dashboard show (Traefik's own Makefile does the same).
     installing.go_binary(NAME, PACKAGE, version, ctx.component(NAME, version), NAME,
-                         go=system.go_bin(ctx), module=MODULE,
+                         go=lambda: system.go_bin(ctx), module=MODULE,
                          ldflags=f"-s -w -X {MODULE}/pkg/version.Version={version}")
 
 
