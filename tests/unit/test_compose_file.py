@@ -165,7 +165,7 @@ def test_the_recipe_is_debian_plus_the_native_installer(root: Path, compose_doc:
     assert froms == ["FROM ${BASE_IMAGE}"]
     assert "ARG BASE_IMAGE=debian:bookworm-slim" in lines[:lines.index(froms[0])]
     # Compose passes the same default when .env leaves BASE_IMAGE blank.
-    assert compose_doc["x-build"]["args"]["BASE_IMAGE"] == "${BASE_IMAGE:-debian:bookworm-slim}"
+    assert compose_doc["x-base"]["BASE_IMAGE"] == "${BASE_IMAGE:-debian:bookworm-slim}"
     for name, svc in compose_doc["services"].items():
         if "BASE_IMAGE" in (svc.get("build") or {}).get("args", {}):
             assert svc["build"]["args"]["BASE_IMAGE"] == "${BASE_IMAGE:-debian:bookworm-slim}", name
