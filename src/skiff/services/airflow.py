@@ -120,6 +120,9 @@ def airflow_env(ctx: Context) -> dict[str, str]:
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{base_url(ctx)}/execution/",
         "AIRFLOW__API__HOST": s.bind_host,
         "AIRFLOW__API__PORT": str(s.airflow_port),
+        # Whose X-Forwarded-* uvicorn believes: Traefik's, which natively connects from
+        # loopback and in Compose from its own container (only it reaches this port).
+        "FORWARDED_ALLOW_IPS": "127.0.0.1" if s.bind_host == "127.0.0.1" else "*",
         # The public address: login redirects, cookies' path and the UI's links use it.
         "AIRFLOW__API__BASE_URL": public_url(ctx),
         # Back-channel calls (tokens, userinfo, permission checks) go to Keycloak's

@@ -92,9 +92,9 @@ def schema_file(ctx: Context) -> Path:
 
 
 def advertised_host(ctx: Context) -> str:
-    host = ctx.settings.bind_host
-    # Cassandra refuses a wildcard listen_address, and clients cannot connect back to one.
-    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    # Cassandra refuses a wildcard listen_address, and clients cannot connect back to one:
+    # the machine's (the container's) own address then.
+    return ctx.settings.advertised_host
 
 
 def render_config(ctx: Context) -> dict[str, object]:

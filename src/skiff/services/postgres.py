@@ -60,12 +60,24 @@ def install(ctx: Context) -> None:
         )
 
 
+# initdb lets password logins in from loopback only; a server bound to every interface
+# (a container) takes them from the other containers too.
+NETWORK_HBA = "host all all all scram-sha-256"
+
+
 def prepare(ctx: Context) -> None:
     """Create the cluster once, with the superuser password from .env."""
     install(ctx)
     cluster = data_dir(ctx)
-    if (cluster / "PG_VERSION").exists():
-        return
+    if not (cluster / "PG_VERSION").exists():
+        _initdb(ctx, cluster)
+    hba = cluster / "pg_hba.conf"
+    if ctx.settings.bind_host in ("0.0.0.0", "::", "*") and NETWORK_HBA not in hba.read_text():
+        with hba.open("a") as out:
+            out.write(f"# skiff: listening on {ctx.settings.bind_host}\n{NETWORK_HBA}\n")
+
+
+def _initdb(ctx: Context, cluster: Path) -> None:
     cluster.mkdir(parents=True, exist_ok=True)
     user = _run_as()
     with tempfile.NamedTemporaryFile("w", delete=False, dir=cluster.parent) as pw:
