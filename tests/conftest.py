@@ -18,6 +18,11 @@ from skiff.envfile import write_env
 from skiff.native import launcher
 from skiff.native.context import Context
 
+if compose.running_in_compose_mode():
+    # Against Compose the services are published on loopback (docker-compose.ports.yml),
+    # at their native ports but Kafka's, whose host-side listener is its own.
+    os.environ.setdefault("KAFKA_PORT", os.environ.get("KAFKA_EXTERNAL_PORT", "19092"))
+
 
 @pytest.fixture(scope="session")
 def ctx() -> Context:
@@ -29,10 +34,10 @@ def ctx() -> Context:
 
 @pytest.fixture(scope="session")
 def stack(ctx: Context) -> Iterator[Context]:
-    if os.environ.get("SKIFF_TEST_MODE") == "compose":
+    if compose.running_in_compose_mode():
         if not compose.engine_answers():
-            pytest.skip("SKIFF_TEST_MODE=compose but no Docker engine answers")
-        assert compose.up(ctx, []) == 0, "docker compose up --wait failed"
+            pytest.fail("SKIFF_TEST_MODE=compose but no Docker engine answers", pytrace=False)
+        assert compose.up(ctx, [], publish=True) == 0, "docker compose up --wait failed"
         yield ctx
         return
     rows = launcher.status(ctx)

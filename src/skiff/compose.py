@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -24,7 +25,13 @@ def engine_answers() -> bool:
 PORTS_FILE = "docker-compose.ports.yml"
 
 
-def _compose(ctx: Context, *args: str, publish: bool = False) -> list[str]:
+def running_in_compose_mode() -> bool:
+    """Whether the test suite runs against Compose (SKIFF_TEST_MODE=compose)."""
+    return os.environ.get("SKIFF_TEST_MODE") == "compose"
+
+
+def command(ctx: Context, *args: str, publish: bool = False) -> list[str]:
+    """``docker compose`` for this checkout, with the ports file when ``publish``."""
     files = ["-f", str(ctx.root / "docker-compose.yml")]
     if publish:
         files += ["-f", str(ctx.root / PORTS_FILE)]
@@ -34,15 +41,15 @@ def _compose(ctx: Context, *args: str, publish: bool = False) -> list[str]:
 def up(ctx: Context, services: list[str], *, publish: bool = False) -> int:
     """Build what changed, start, and return once every health check passes."""
     # --wait returns once every health check passes and init jobs have completed.
-    return subprocess.call(_compose(ctx, "up", "--detach", "--build", "--wait", *services,
+    return subprocess.call(command(ctx, "up", "--detach", "--build", "--wait", *services,
                                     publish=publish))
 
 
 def down(ctx: Context) -> int:
-    return subprocess.call(_compose(ctx, "down"))
+    return subprocess.call(command(ctx, "down"))
 
 
 def is_up(ctx: Context) -> bool:
-    done = subprocess.run(_compose(ctx, "ps", "--quiet"), capture_output=True, text=True,
+    done = subprocess.run(command(ctx, "ps", "--quiet"), capture_output=True, text=True,
                           check=False)
     return done.returncode == 0 and bool(done.stdout.strip())

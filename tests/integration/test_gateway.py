@@ -27,7 +27,8 @@ from skiff import keycloak
 from skiff.native.context import Context
 from skiff.services import REGISTRY
 
-pytestmark = pytest.mark.integration
+# SSO through the one door: also run against Compose (make test-compose).
+pytestmark = [pytest.mark.integration, pytest.mark.compose]
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml"}
 API = {"Accept": "application/json"}

@@ -27,6 +27,7 @@ PLATFORM_DAGS: dict[str, str] = {
                         "training data, live accuracy; MLflow time series and drift alerts",
     "skiff_queues": "Checks that the default and GPU queues' workers run tasks",
     "skiff_smoke": "Smoke test: one task that succeeds",
+    "skiff_fanout": "Scale-out check: N tasks at once, each names the worker that ran it",
 }
 
 

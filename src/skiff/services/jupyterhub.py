@@ -130,8 +130,14 @@ def programs(ctx: Context) -> list[Program]:
         directory=data,
         # The hub stops the users' servers on its way out.
         stop_wait=30,
+        health=_hub_answers,
     )
     return [proxy, hub]
+
+
+def _hub_answers(ctx: Context) -> None:
+    """The hub itself, without its proxy (a container's probe)."""
+    http_ok(f"http://{hub_host(ctx)}:{ctx.settings.jupyterhub_hub_port}{BASE_PATH}hub/health")
 
 
 def ready(ctx: Context) -> None:
