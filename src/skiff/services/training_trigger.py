@@ -34,6 +34,7 @@ def programs(ctx: Context) -> list[Program]:
         # Context.discover() finds the checkout (versions.env, .env) from here.
         directory=ctx.root,
         stop_wait=30,
+        health=_heartbeat_fresh,
     )]
 
 
@@ -43,6 +44,11 @@ def ready(ctx: Context) -> None:
     state = Supervisor(ctx).info(NAME).state
     if state != "RUNNING":
         raise NotReady(f"process is {state}")
+    _heartbeat_fresh(ctx)
+
+
+def _heartbeat_fresh(ctx: Context) -> None:
+    """The consumer loop's own proof of life (in a container, skiff-run knows the process)."""
     path = heartbeat_path(ctx.state)
     try:
         beat = json.loads(path.read_text())
