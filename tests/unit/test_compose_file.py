@@ -392,3 +392,11 @@ def test_image_requirements_pin_the_versions_file(
     unpinned = [line for line in text.splitlines()
                 if line.strip() and not line.startswith("#") and "==" not in line]
     assert unpinned == []
+
+
+def test_every_init_job_is_awaited_by_another_service(compose_doc: dict[str, Any]) -> None:
+    # `up --wait` fails on a one-shot container that exited when nothing depends on it
+    # (seen with Compose 2.40: "container skiff-catalog-init-1 exited (0)", exit 1).
+    services = compose_doc["services"]
+    awaited = {dep for svc in services.values() for dep in (svc.get("depends_on") or {})}
+    assert {n for n, svc in services.items() if svc.get("restart") == "no"} - awaited == set()
