@@ -102,23 +102,33 @@ def two_spark_workers(compose_stack: Context) -> Iterator[Context]:
                    "--scale", "spark-worker=1", "spark-worker")
 
 
+# Run in the Spark image's own venv, inside the network, as a DAG's task would.
+HOSTS_OF_A_JOB = """
+import os, socket
+from pyspark.sql import SparkSession, functions
+spark = SparkSession.builder.remote(os.environ["SPARK_REMOTE"]).getOrCreate()
+host = functions.udf(lambda _: socket.gethostname())
+rows = spark.range(0, 64, 1, 16).select(host("id").alias("host")).distinct().collect()
+print(" ".join(sorted(r["host"] for r in rows)))
+"""
+
+
 def test_two_spark_workers_run_one_jobs_tasks(two_spark_workers: Context) -> None:
-    from pyspark.sql import SparkSession, functions
+    ctx = two_spark_workers
 
     # The Connect application gets an executor on the new worker once it registers.
     def executors_on_both() -> bool:
-        state = spark.master_state(spark.web_url(two_spark_workers))
+        state = spark.master_state(spark.web_url(ctx))
         busy = [w for w in state.get("workers", []) if w.get("state") == "ALIVE" and w.get("coresused")]
         return len(busy) >= 2
 
     eventually(executors_on_both, "an executor on each of two Spark workers", timeout=180, interval=2)
-    session = SparkSession.builder.remote(spark.client_remote(two_spark_workers)).getOrCreate()
-    try:
-        hostname = functions.udf(lambda _: __import__("socket").gethostname())
-        rows = session.range(0, 64, 1, 16).select(hostname("id").alias("host")).distinct().collect()
-    finally:
-        session.stop()
-    assert len({r["host"] for r in rows}) == 2, rows
+    remote = spark.remote_with_token(f"sc://spark-connect:{ctx.settings.spark_connect_port}",
+                                     ctx.settings.spark_connect_token)
+    done = docker_compose(ctx, "exec", "-T", "-e", f"SPARK_REMOTE={remote}", "spark-connect",
+                          "/opt/skiff/cache/venvs/spark/bin/python", "-c", HOSTS_OF_A_JOB)
+    hosts = done.stdout.split()
+    assert len(hosts) == 2, done.stdout + done.stderr[-2000:]
 
 
 def test_data_survives_down_and_up(compose_stack: Context) -> None:
