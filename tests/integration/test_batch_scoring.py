@@ -177,6 +177,7 @@ def test_skiff_score_scores_rejects_and_records(stack: Context, champion: dict[s
                        "rejected_rows": len(BAD) + 1}
 
 
+@pytest.mark.compose
 def test_batch_scoring_dag_scores_a_file_in_the_store(stack: Context, champion: dict[str, Any],
                                                       batch: tuple[Path, list[dict[str, str]]]) -> None:
     path, good = batch
