@@ -28,7 +28,8 @@ CHROMEDRIVER = shutil.which("chromedriver")
 @contextmanager
 def chromium() -> Iterator[WebDriver]:
     if not (CHROMIUM and CHROMEDRIVER):
-        pytest.skip("Debian's chromium and chromium-driver are not installed (.ci/run installs them)")
+        pytest.skip("Debian's chromium and chromium-driver are not installed "
+                    "(`skiff install --for-tests` installs them as root)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",

@@ -58,7 +58,8 @@ def probe(ctx: Context, name: str) -> None:
 
 def write_health(line: str, path: Path = HEALTH_FILE) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
+    # One partial file per thread: the watcher and the main thread may write at once.
+    partial = path.with_name(f"{path.name}.{threading.get_ident()}.part")
     partial.write_text(line + "\n")
     partial.replace(path)
 
@@ -69,12 +70,18 @@ def _watch(ctx: Context, name: str, stop: threading.Event) -> None:
         try:
             probe(ctx, name)
         except NotReady as exc:
-            write_health(f"{'unhealthy' if ever_ready else 'starting'}: {exc}")
+            line = f"{'unhealthy' if ever_ready else 'starting'}: {exc}"
         except Exception as exc:  # a probe's bug must not end the watch
-            write_health(f"unhealthy: probe failed: {type(exc).__name__}: {exc}")
+            line = f"unhealthy: probe failed: {type(exc).__name__}: {exc}"
         else:
             ever_ready = True
-            write_health("ready")
+            line = "ready"
+        # Once the program has exited, its last word stays.
+        if not stop.is_set():
+            try:
+                write_health(line)
+            except OSError as exc:
+                print(f"skiff-run: cannot write {HEALTH_FILE}: {exc}", file=sys.stderr)
         stop.wait(HEALTHY_EVERY if ever_ready else STARTING_EVERY)
 
 

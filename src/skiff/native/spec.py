@@ -36,7 +36,7 @@ class Program:
     # Seconds supervisord waits after SIGTERM before SIGKILL of the whole group.
     stop_wait: int = 20
     # Whether this program alone does its job (raises NotReady if not), for a program
-    # that runs in a container of its own (`skiff probe`); None: the service's ``ready``
+    # that runs in a container of its own (`skiff-run`, `skiff probe`); None: the service's ``ready``
     # for its first program, the process being alive for the others.
     health: Callable[[Context], None] | None = None
 

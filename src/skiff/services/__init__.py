@@ -1,7 +1,7 @@
 """The platform's services, in start order. Adding a service: one module, one line here.
 
-Modules are imported when first needed: a container's ``skiff run kafka`` loads the
-Kafka module alone, not every service's client libraries.
+Modules are imported when first needed: a container's ``skiff-run kafka`` loads the
+Kafka module alone, not every service's client libraries (the ``skiff`` CLI loads all).
 """
 
 from __future__ import annotations

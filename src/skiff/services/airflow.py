@@ -208,7 +208,7 @@ def programs(ctx: Context) -> list[Program]:
     # All components share one host, so the API server reads task logs from
     # AIRFLOW_HOME/logs itself: no log-serving subprocesses (they bind 0.0.0.0).
     # Behind Traefik: X-Forwarded-Proto makes the login's cookies Secure (uvicorn
-    # trusts it from 127.0.0.1 only, where Traefik connects from).
+    # trusts it only from where Traefik connects: FORWARDED_ALLOW_IPS in airflow_env).
     extra = {"scheduler": ["--skip-serve-logs"], "triggerer": ["--skip-serve-logs"],
              "api-server": ["--proxy-headers"]}
     components = [

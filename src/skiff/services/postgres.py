@@ -56,7 +56,7 @@ def install(ctx: Context) -> None:
         raise RuntimeError(
             f"postgres: {bin_dir(ctx)}/postgres not found; install Debian's "
             f"postgresql-{ctx.versions.postgres_version} (apt-get install "
-            f"postgresql-{ctx.versions.postgres_version}, as .ci/run does)"
+            f"postgresql-{ctx.versions.postgres_version}, as `skiff install` does as root)"
         )
 
 

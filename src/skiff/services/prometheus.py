@@ -2,7 +2,7 @@
 
 Why Prometheus, and why one configuration file for both modes:
 docs/decisions/0019-prometheus.md. Natively it is Debian's ``prometheus`` package
-(installed by .ci/run; never the package's own systemd instance), run with a copy
+(installed by `skiff install` as root; never the package's own systemd instance), run with a copy
 of compose/prometheus/prometheus.yml whose targets are this host's addresses; in
 Compose it is the official image reading that file as written.
 
@@ -48,7 +48,7 @@ def binary() -> Path:
 def install(ctx: Context) -> None:
     if not binary().exists():
         raise RuntimeError(f"prometheus: the prometheus binary was not found; install Debian's "
-                           f"{PACKAGE} package (apt-get install {PACKAGE}, as .ci/run does)")
+                           f"{PACKAGE} package (apt-get install {PACKAGE}, as `skiff install` does as root)")
 
 
 def native_config(ctx: Context) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Redis: the broker between Airflow's scheduler and its Celery workers.
 
-Natively it is Debian's ``redis-server`` (installed by .ci/run), run with a
+Natively it is Debian's ``redis-server`` (installed by `skiff install` as root), run with a
 configuration file of our own (never the system's service); in Compose it is the
 ``redis`` image. Clients must give ``REDIS_PASSWORD``: the broker is how work
 reaches the workers, so nobody else may put tasks on it. The password lives in
@@ -35,7 +35,7 @@ def binary() -> Path:
 def install(ctx: Context) -> None:
     if not binary().exists():
         raise RuntimeError("redis: redis-server not found; install Debian's redis-server "
-                           "(apt-get install redis-server, as .ci/run does)")
+                           "(apt-get install redis-server, as `skiff install` does as root)")
 
 
 def config_file(ctx: Context) -> Path:
