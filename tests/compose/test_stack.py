@@ -74,13 +74,18 @@ def test_only_traefik_listens_beyond_loopback(compose_stack: Context) -> None:
     assert wide == {"traefik"}
 
 
+def scaled(ctx: Context, service: str, replicas: int) -> Iterator[Context]:
+    """``service`` at ``replicas`` containers for the test, back to one afterwards."""
+    for n in (replicas, 1):
+        docker_compose(ctx, "up", "--detach", "--wait", "--no-recreate",
+                       "--scale", f"{service}={n}", service)
+        if n == replicas:
+            yield ctx
+
+
 @pytest.fixture
 def two_airflow_workers(compose_stack: Context) -> Iterator[Context]:
-    docker_compose(compose_stack, "up", "--detach", "--wait", "--no-recreate",
-                   "--scale", "airflow-worker=2", "airflow-worker")
-    yield compose_stack
-    docker_compose(compose_stack, "up", "--detach", "--wait", "--no-recreate",
-                   "--scale", "airflow-worker=1", "airflow-worker")
+    yield from scaled(compose_stack, "airflow-worker", 2)
 
 
 def test_two_airflow_workers_share_one_runs_tasks(two_airflow_workers: Context) -> None:
@@ -95,11 +100,7 @@ def test_two_airflow_workers_share_one_runs_tasks(two_airflow_workers: Context) 
 
 @pytest.fixture
 def two_spark_workers(compose_stack: Context) -> Iterator[Context]:
-    docker_compose(compose_stack, "up", "--detach", "--wait", "--no-recreate",
-                   "--scale", "spark-worker=2", "spark-worker")
-    yield compose_stack
-    docker_compose(compose_stack, "up", "--detach", "--wait", "--no-recreate",
-                   "--scale", "spark-worker=1", "spark-worker")
+    yield from scaled(compose_stack, "spark-worker", 2)
 
 
 # Run in the Spark image's own venv, inside the network, as a DAG's task would.
