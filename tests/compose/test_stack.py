@@ -76,11 +76,13 @@ def test_only_traefik_listens_beyond_loopback(compose_stack: Context) -> None:
 
 def scaled(ctx: Context, service: str, replicas: int) -> Iterator[Context]:
     """``service`` at ``replicas`` containers for the test, back to one afterwards."""
-    for n in (replicas, 1):
+    def scale(n: int) -> None:
         docker_compose(ctx, "up", "--detach", "--wait", "--no-recreate",
                        "--scale", f"{service}={n}", service)
-        if n == replicas:
-            yield ctx
+
+    scale(replicas)
+    yield ctx
+    scale(1)
 
 
 @pytest.fixture
