@@ -45,7 +45,7 @@ test: init ## Run every test: unit, then integration against the real native sta
 
 test-compose: init ## Build the images, start the Compose stack, run the tests marked compose against it
 	$(SKIFF) up --compose --publish
-	SKIFF_TEST_MODE=compose $(PYTEST) -m compose
+	SKIFF_TEST_MODE=compose $(PYTEST) -m compose --durations=15
 
 test-unit: venv ## Run the unit tests only (no services)
 	$(PYTEST) -m unit

@@ -37,7 +37,9 @@ def stack(ctx: Context) -> Iterator[Context]:
     if compose.running_in_compose_mode():
         if not compose.engine_answers():
             pytest.fail("SKIFF_TEST_MODE=compose but no Docker engine answers", pytrace=False)
-        assert compose.up(ctx, [], publish=True) == 0, "docker compose up --wait failed"
+        # A stack already up and healthy (make test-compose just built and started it) is used as it is.
+        if compose.unhealthy(ctx):
+            assert compose.up(ctx, [], publish=True) == 0, "docker compose up --wait failed"
         yield ctx
         return
     rows = launcher.status(ctx)

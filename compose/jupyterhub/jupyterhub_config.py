@@ -2,8 +2,10 @@
 
 Everything that differs between the two comes from the environment, which
 src/skiff/services/jupyterhub.py (native) and docker-compose.yml (Compose) set:
-the addresses, the secrets, and JUPYTERHUB_SPAWNER, which picks a local-process
-spawner (native) or DockerSpawner (Compose).
+the addresses and the secrets. Both run each user's server as a local process of
+the hub (JUPYTERHUB_SPAWNER=local; in Compose inside the jupyterhub container).
+JUPYTERHUB_SPAWNER=docker (one container per user from docker/workspace/) is
+configured but not used by either yet: per-person isolation is issue 15's.
 
 People log in through Keycloak (realm roles decide who gets a notebook server),
 the proxy is configurable-http-proxy run as its own program (native) or

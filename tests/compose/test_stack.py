@@ -6,7 +6,6 @@ the `stack` fixture has brought the stack up with docker-compose.ports.yml.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import uuid
@@ -34,27 +33,13 @@ def docker_compose(ctx: Context, *args: str, check: bool = True) -> subprocess.C
     return done
 
 
-def containers(ctx: Context) -> list[dict[str, Any]]:
-    out = docker_compose(ctx, "ps", "--all", "--format", "json").stdout
-    # One JSON object per line (Compose v2.21+), or one array (older).
-    text = out.strip()
-    return json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines()]
-
-
 @pytest.fixture(scope="module")
 def compose_stack(stack: Context) -> Context:
     return stack
 
 
 def test_every_service_is_healthy_and_every_init_job_succeeded(compose_stack: Context) -> None:
-    problems = []
-    for c in containers(compose_stack):
-        if c["State"] == "exited":
-            if c["ExitCode"] != 0:
-                problems.append(f"{c['Service']} exited with {c['ExitCode']}")
-        elif c["State"] != "running" or c.get("Health") != "healthy":
-            problems.append(f"{c['Service']}: {c['State']} {c.get('Health')}")
-    assert problems == []
+    assert compose.unhealthy(compose_stack) == []
 
 
 def test_the_bracelet_scenario_runs_end_to_end(compose_stack: Context) -> None:
@@ -68,7 +53,7 @@ def test_the_bracelet_scenario_runs_end_to_end(compose_stack: Context) -> None:
 
 
 def test_only_traefik_listens_beyond_loopback(compose_stack: Context) -> None:
-    wide = {c["Service"] for c in containers(compose_stack)
+    wide = {c["Service"] for c in compose.containers(compose_stack)
             for p in c.get("Publishers") or []
             if p.get("PublishedPort") and p.get("URL") not in ("127.0.0.1", "::1")}
     assert wide == {"traefik"}

@@ -103,6 +103,8 @@ def go_binary(component: str, package: str, version: str, dest: Path, binary: st
     target = dest / "bin" / binary
     if is_installed(dest) and target.exists():
         return target
+    if _from_seed(component, dest, target):
+        return target
     what = f"{module or package}@{version}"
     go_cmd = go()
     step(component, f"building {what} from the Go module proxy (a few minutes)")
@@ -127,6 +129,25 @@ def go_binary(component: str, package: str, version: str, dest: Path, binary: st
             shutil.rmtree(build, ignore_errors=True)
     mark_installed(dest)
     return target
+
+
+# An image build mounts here what this machine's native install built already
+# (skiff.compose.seed_builds): the same installer's output for the same version, so the
+# image need not spend a quarter of an hour compiling Traefik again.
+SEED_ENV = "SKIFF_BUILD_SEED"
+
+
+def _from_seed(component: str, dest: Path, target: Path) -> bool:
+    seed = os.environ.get(SEED_ENV)
+    if not seed:
+        return False
+    built = Path(seed) / "components" / dest.name
+    if not (is_installed(built) and (built / target.relative_to(dest)).is_file()):
+        return False
+    step(component, f"copying {dest.name} from the build seed (built natively by the same installer)")
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(built, dest, symlinks=True)
+    return True
 
 
 def go_module_source(component: str, module: str, version: str, go: Path) -> Path:
@@ -193,11 +214,14 @@ def _build_venv(component: str, dest: Path, requirements: Path, python: str) -> 
         log=dest / "install.log")
 
 
-def download(component: str, url: str, dest: Path, *, sha1_url: str | None = None) -> Path:
+def download(component: str, url: str, dest: Path, *, sha1_url: str | None = None,
+             verify: Callable[[Path], str | None] | None = None) -> Path:
     """Fetch ``url`` to ``dest`` once (kept in the cache), checked against ``sha1_url``.
 
     Maven Central publishes a ``.sha1`` next to every file; a mismatch removes the
-    partial file and fails rather than installing something truncated.
+    partial file and fails rather than installing something truncated. ``verify``
+    checks the whole file another way (a registry's own checksum) and returns why it
+    is wrong, or None.
     """
     if dest.is_file():
         return dest
@@ -229,6 +253,9 @@ def download(component: str, url: str, dest: Path, *, sha1_url: str | None = Non
             if digest.hexdigest() != wanted:
                 raise InstallError(f"{component}: {url} has SHA-1 {digest.hexdigest()}, "
                                    f"Maven Central says {wanted}")
+        wrong = verify(partial) if verify else None
+        if wrong:
+            raise InstallError(f"{component}: {url}: {wrong}")
     except httpx.HTTPError as exc:
         partial.unlink(missing_ok=True)
         raise InstallError(f"{component}: downloading {url} failed: {exc}") from exc

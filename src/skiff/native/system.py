@@ -14,6 +14,8 @@ at the versions in versions.env.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
 import platform
 import shutil
@@ -22,6 +24,8 @@ import tarfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+
+import httpx
 
 from skiff import archives
 from skiff.native import installing
@@ -130,7 +134,8 @@ def go_bin(ctx: Context) -> Path:
     module = f"v0.0.1-go{wanted}.linux-{_arch(go_names=True)}"
     proxy = os.environ.get("GOPROXY", "https://proxy.golang.org").split(",")[0].rstrip("/")
     archive = installing.download("go", f"{proxy}/golang.org/toolchain/@v/{module}.zip",
-                                  ctx.cache / "downloads" / f"go-{module}.zip")
+                                  ctx.cache / "downloads" / f"go-{module}.zip",
+                                  verify=lambda z: _go_sum_mismatch(z, proxy, "golang.org/toolchain", module))
     installing.step("go", f"unpacking Go {wanted} into {dest}")
     shutil.rmtree(dest, ignore_errors=True)
     prefix = f"golang.org/toolchain@{module}/"
@@ -165,8 +170,9 @@ def node_bin(ctx: Context, *, install: bool = True) -> Path:
         return node
     package = f"node-linux-{_arch(go_names=False)}"
     archive = installing.download(
-        "node", f"https://registry.npmjs.org/{package}/-/{package}-{wanted}.tgz",
-        ctx.cache / "downloads" / f"{package}-{wanted}.tgz")
+        "node", f"{NPM_REGISTRY}/{package}/-/{package}-{wanted}.tgz",
+        ctx.cache / "downloads" / f"{package}-{wanted}.tgz",
+        verify=lambda tgz: _npm_integrity_mismatch(tgz, package, wanted))
     installing.step("node", f"unpacking Node.js {wanted} into {dest}")
     _untar_package(archive, dest)
     node.chmod(0o755)
@@ -183,11 +189,43 @@ def npm_cli(ctx: Context) -> list[str]:
     dest = ctx.component("npm", wanted)
     if not installing.is_installed(dest):
         archive = installing.download(
-            "npm", f"https://registry.npmjs.org/npm/-/npm-{wanted}.tgz",
-            ctx.cache / "downloads" / f"npm-{wanted}.tgz")
+            "npm", f"{NPM_REGISTRY}/npm/-/npm-{wanted}.tgz", ctx.cache / "downloads" / f"npm-{wanted}.tgz",
+            verify=lambda tgz: _npm_integrity_mismatch(tgz, "npm", wanted))
         _untar_package(archive, dest)
         installing.mark_installed(dest)
     return [str(node_bin(ctx)), str(dest / "bin" / "npm-cli.js")]
+
+
+NPM_REGISTRY = "https://registry.npmjs.org"
+
+
+def _npm_integrity_mismatch(tarball: Path, package: str, version: str) -> str | None:
+    """Why ``tarball`` is not the one the npm registry published (its ``dist.integrity``)."""
+    dist = httpx.get(f"{NPM_REGISTRY}/{package}/{version}", timeout=30).raise_for_status().json()["dist"]
+    algorithm, _, expected = dist["integrity"].partition("-")
+    got = base64.b64encode(hashlib.new(algorithm, tarball.read_bytes()).digest()).decode()
+    return None if got == expected else f"{algorithm} {got}, the registry says {expected}"
+
+
+def _go_sum_mismatch(archive: Path, proxy: str, module: str, version: str) -> str | None:
+    """Why a module zip does not match Go's checksum database (asked through the proxy)."""
+    lookup = httpx.get(f"{proxy}/sumdb/sum.golang.org/lookup/{module}@{version}", timeout=30)
+    lookup.raise_for_status()
+    wanted = next((line.split()[2] for line in lookup.text.splitlines()
+                   if line.split()[:2] == [module, version]), None)
+    if wanted is None:
+        return f"the checksum database has no line for {module}@{version}"
+    got = go_zip_hash(archive)
+    return None if got == wanted else f"hash {got}, the checksum database says {wanted}"
+
+
+def go_zip_hash(archive: Path) -> str:
+    """The ``h1:`` hash Go records for a module zip (golang.org/x/mod's dirhash.HashZip):
+    SHA-256 of the "<sha256 of file>  <name>" lines, sorted by name."""
+    with zipfile.ZipFile(archive) as zf:
+        lines = [f"{hashlib.sha256(zf.read(name)).hexdigest()}  {name}\n"
+                 for name in sorted(zf.namelist()) if not name.endswith("/")]
+    return "h1:" + base64.b64encode(hashlib.sha256("".join(lines).encode()).digest()).decode()
 
 
 def _untar_package(archive: Path, dest: Path) -> None:
