@@ -14,6 +14,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from skiff import model_origin
+
 API = "/api/2.0/mlflow"
 ARTIFACTS = "/api/2.0/mlflow-artifacts/artifacts"
 
@@ -69,16 +71,14 @@ class Registry:
 
     def artifact(self, artifact_uri: str, relative: str) -> bytes:
         """One file under ``artifact_uri``, through the tracking server's artifact proxy."""
+        try:
+            model_origin.check(artifact_uri, self.tracking_uri)
+        except model_origin.ForeignModel as exc:
+            raise RegistryError(str(exc)) from exc
         parts = urlsplit(artifact_uri)
-        if parts.scheme != "mlflow-artifacts":
-            raise RegistryError(
-                f"artifact URI {artifact_uri!r} is not served by the tracking server; "
-                "the MLflow server must run with --serve-artifacts")
-        # mlflow-artifacts://host:port/path names another server; :/path means ours.
-        base = f"http://{parts.netloc}" if parts.netloc else self.tracking_uri
         path = quote(f"{parts.path.strip('/')}/{relative}")
         try:
-            resp = self._http.get(f"{base}{ARTIFACTS}/{path}")
+            resp = self._http.get(f"{ARTIFACTS}/{path}")
         except httpx.HTTPError as exc:
             raise RegistryError(f"downloading {relative}: {type(exc).__name__}: {exc}") from exc
         if resp.status_code != 200:

@@ -66,3 +66,22 @@ def test_an_unreachable_server_is_a_registry_error() -> None:
 
     with pytest.raises(RegistryError, match="ConnectError"):
         Registry("http://mlflow:5000", transport=httpx.MockTransport(refuse)).resolve("bracelet", "c")
+
+
+@pytest.mark.parametrize("uri", ["mlflow-artifacts://attacker.example:80/2/models/m-abc/artifacts",
+                                 "mlflow-artifacts://mlflow:5001/2/models/m-abc/artifacts"])
+def test_a_foreign_artifact_host_is_refused_before_any_request(uri: str) -> None:
+    asked: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(200, content=b"a model from elsewhere")
+
+    registry = Registry("http://mlflow:5000", transport=httpx.MockTransport(record))
+    with pytest.raises(RegistryError, match="only from this platform's MLflow"):
+        registry.artifact(uri, "MLmodel")
+    assert asked == []
+
+
+def test_our_own_server_named_in_full_is_served(registry: Registry) -> None:
+    assert registry.artifact("mlflow-artifacts://mlflow:5000/2/models/m-abc/artifacts", "MLmodel") == b"flavors: {}"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from skiff import model_origin
 from skiff.bracelet.features import TRAINING_SITE, FeatureSchema, encode_row, is_holdout, label, load_raw
 
 METRICS = ("accuracy", "roc_auc", "f1")
@@ -121,6 +122,8 @@ def score_version(tracking_uri: str, model_uri: str) -> dict[str, float]:
         # download_artifacts is given: set both (a local registry otherwise).
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
+        _, _, name, version = model_uri.split("/", 3)
+        model_origin.check(mlflow.MlflowClient().get_model_version_download_uri(name, version), tracking_uri)
         local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
         path, schema = model_files(local)
         rows, labels = holdout(schema)  # the champion is scored in its own schema's order
