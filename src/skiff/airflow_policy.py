@@ -1,4 +1,8 @@
-"""Airflow cluster policy: GPU queue on request, and the catalog's visibility rule at run start.
+"""Airflow cluster policy: GPU queue on request; at run start, the run's identity and the catalog's visibility rule.
+
+**Identity.** The same pre-execute hook gives the task process (and so papermill's
+kernel and an Elyra node) the name of whoever started the run (skiff.run_identity):
+the console's events and MLflow's ``mlflow.user`` say who, not ``airflow`` or ``root``.
 
 **The visibility rule** (skiff.catalog): before any task of a run executes, the
 catalog is asked whether the DAG's workflow may run with today's access levels
@@ -34,6 +38,7 @@ import logging
 import os
 from typing import Any
 
+from skiff import run_identity
 from skiff.pipelines.spec import GPU_QUEUE
 
 log = logging.getLogger(__name__)
@@ -95,10 +100,18 @@ def check_runnable(dag_id: str, environ: Any = os.environ) -> str:
 
 
 def catalog_check(context: Any) -> None:
-    """A task's pre-execute hook: fail the task, without retries, if the catalog refuses the run."""
+    """A task's pre-execute hook: the run's identity, then the catalog's verdict.
+
+    The task process and its children take the name of whoever started the run
+    (skiff.run_identity); the task fails, without retries, if the catalog refuses the run.
+    """
     from airflow.sdk.exceptions import AirflowFailException
 
-    dag_id = context["dag_run"].dag_id
+    dag_run = context["dag_run"]
+    who = run_identity.started_by(dag_run, getattr(context.get("dag"), "owner", None))
+    run_identity.adopt(who)
+    log.info("this run is %s's", who)
+    dag_id = dag_run.dag_id
     try:
         verdict = check_runnable(dag_id)
     except RunRefused as exc:

@@ -175,3 +175,16 @@ def test_a_training_request_on_kafka_triggers_one_run(stack: Context, api: httpx
     assert demo.wait_run(api, DAG, dag_run_id, timeout=600) == "success"
     result = _xcom(api, dag_run_id, "evaluate_and_promote")
     assert result["decision"] in ("promoted", "rejected")
+    # The run says which service started it, in MLflow as on the console (skiff.run_identity).
+    found = httpx.post(f"{mlflow.tracking_uri(stack)}/api/2.0/mlflow/runs/search", timeout=30, json={
+        "experiment_ids": _experiment_ids(stack),
+        "filter": f"tags.`skiff.airflow.run_id` = '{dag_run_id}'"}).json().get("runs", [])
+    assert len(found) == 1, found
+    tags = {t["key"]: t["value"] for t in found[0]["data"]["tags"]}
+    assert tags["mlflow.user"] == stack.settings.training_trigger_user
+
+
+def _experiment_ids(stack: Context) -> list[str]:
+    found = httpx.post(f"{mlflow.tracking_uri(stack)}/api/2.0/mlflow/experiments/search",
+                       json={"max_results": 1000}, timeout=30).json()
+    return [e["experiment_id"] for e in found.get("experiments", [])]

@@ -70,8 +70,9 @@ def from_environment(env: Mapping[str, str]) -> RunContext:
     dag_run = env.get("AIRFLOW_CTX_DAG_RUN_ID", "")
     hub_user = env.get("JUPYTERHUB_USER", "")
     if dag and dag_run:
-        # Airflow has no "who triggered" in the task's environment: the DAG's owner
-        # stands in; the run's readers come from the workflow's catalog asset anyway.
+        # Airflow has no "who triggered" in the task's environment: the run-start hook
+        # (skiff.airflow_policy) puts it in SKIFF_USER, read below; without the hook the
+        # DAG's owner stands in. The run's readers come from the workflow's catalog asset.
         ctx = RunContext(run=f"{dag}/{dag_run}", step=env.get("AIRFLOW_CTX_TASK_ID", ""),
                          user=env.get("AIRFLOW_CTX_DAG_OWNER", "") or "airflow", workflow=dag)
     elif hub_user:
