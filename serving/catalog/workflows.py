@@ -23,6 +23,7 @@ from serving.catalog.assets import find_asset
 from serving.catalog.auth import Caller
 from serving.catalog.db import Asset
 from serving.catalog.errors import ApiError
+from skiff.pipelines.spec import identifier
 
 
 def check_uses(session: Session, caller: Caller, workflow: str, level: str, team: str | None,
@@ -52,13 +53,35 @@ def refusal(workflow: str, level: str, team: str | None, used: Asset) -> str | N
 
 
 def check_new(session: Session, caller: Caller, workflow: Asset) -> None:
-    """On POST/PATCH of a workflow: the rule, and one workflow per Airflow DAG."""
+    """On POST/PATCH of a workflow: whose DAG it is, the rule, and one workflow per Airflow DAG."""
     spec = workflow.spec
+    check_dag_owner(caller, spec["dag_id"])
     check_uses(session, caller, workflow.ref, workflow.access, workflow.team, spec.get("uses", []))
     other = by_dag(session, spec["dag_id"])
     if other is not None and other is not workflow and other.id != workflow.id:
         raise ApiError(409, "dag_registered", f"DAG {spec['dag_id']} is already registered as "
                        f"{other.ref}", asset=other.ref, field="spec.dag_id")
+
+
+def dag_prefix(user: str) -> str:
+    """The DAG ids a person may register begin so: what the Elyra runtime names their pipelines."""
+    return f"{identifier(user)}__"
+
+
+def check_dag_owner(caller: Caller, dag_id: str) -> None:
+    """A person registers DAGs in their own namespace only; every other DAG id is the platform's.
+
+    The workflow decides who sees a DAG's runs and whether it may run at all: registering
+    someone else's DAG (or a DAG the platform will ship) would take it over.
+    """
+    if caller.admin:
+        return
+    prefix = dag_prefix(caller.user)
+    if not dag_id.startswith(prefix):
+        raise ApiError(403, "dag_not_yours",
+                       f"DAG {dag_id} is not yours to register: yours begin with {prefix} "
+                       "(the Elyra runtime names your pipelines so); other DAG ids belong to "
+                       "their owners or to the platform", field="spec.dag_id")
 
 
 def by_dag(session: Session, dag_id: str) -> Asset | None:

@@ -15,8 +15,9 @@ parses the file and calls ``task._pre_execute_hook`` before ``execute``, in
 the task's own process, before its code. A refusal raises
 ``AirflowFailException``: the task fails without retries, its log says which
 asset, and the tasks after it do not run. A DAG the catalog does not know (404)
-runs (nothing was declared to check); a catalog that does not answer fails the
-task (with retries), rather than letting a run skip the check.
+is refused too: nobody is on record as its owner, so nothing says who may see its
+runs (fail closed); a catalog that does not answer fails the task (with retries),
+rather than letting a run skip the check.
 
 **GPU queue.**
 A task's Celery queue is fixed when its task instance is created, before any of
@@ -88,7 +89,10 @@ def check_runnable(dag_id: str, environ: Any = os.environ) -> str:
             answer = client.runnable(dag_id)
         except CatalogError as exc:
             if exc.status == 404:
-                return f"DAG {dag_id} is not registered as a workflow in the catalog"
+                raise RunRefused(f"DAG {dag_id} is not registered as a workflow in the catalog: "
+                                 "nothing says who owns it or who may see its runs (the Elyra "
+                                 "runtime registers pipelines; the platform's DAGs are "
+                                 "skiff.catalog.workflows.PLATFORM_DAGS)") from None
             if exc.status == 422:
                 asset = f" (asset {exc.asset})" if exc.asset else ""
                 message = exc.body.get("message") if isinstance(exc.body, dict) else None

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from skiff import keycloak
 from skiff.catalog import Client
 from skiff.native.context import Context
+from skiff.pipelines.spec import identifier
 
 
 @dataclass
@@ -30,6 +31,10 @@ class People:
     prefix: str = "p"
     passwords: dict[str, str] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+
+    def dag_id(self, who: str, stem: str) -> str:
+        """A DAG id ``who`` may register: their namespace (what Elyra names their pipelines)."""
+        return f"{identifier(self.names[who])}__{stem}_{self.suffix}"
 
     def client(self, who: str) -> Client:
         return Client(username=self.names[who], password=self.passwords[who], settings=self.ctx.settings)

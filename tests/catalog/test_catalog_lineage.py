@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from skiff.pipelines.spec import identifier
 from tests.catalog.conftest import World
 
 pytestmark = pytest.mark.integration
@@ -162,7 +163,7 @@ def test_a_named_version_of_another_run_is_a_conflict(crowd: World,
 
 
 def test_a_workflows_assets_take_its_owner_team_and_access(crowd: World) -> None:
-    dag = crowd.name("team-dag").replace("-", "_")
+    dag = f"{identifier(crowd.bob.name)}__{crowd.name('team-dag').replace('-', '_')}"
     made = crowd.bob.post("/assets", json={
         "kind": "workflow", "name": crowd.name("team-flow"), "access": "team",
         "spec": {"engine": "elyra", "dag_id": dag, "uses": []}})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from skiff.pipelines.spec import identifier
 from tests.catalog.conftest import Api, World
 
 pytestmark = pytest.mark.integration
@@ -25,10 +26,15 @@ def used(crowd: World) -> dict[str, str]:
     return refs
 
 
+def own_dag(who: Api, name: str) -> str:
+    """A DAG id in ``who``'s namespace, the only ones a person may register."""
+    return f"{identifier(who.name)}__{name.replace('-', '_')}"
+
+
 def workflow(crowd: World, who: Api, stem: str, access: str, uses: list[str],
              **extra: object) -> dict:
     return {"kind": "workflow", "name": crowd.name(stem), "access": access, **extra,
-            "spec": {"engine": "airflow", "dag_id": crowd.name(stem).replace("-", "_"),
+            "spec": {"engine": "airflow", "dag_id": own_dag(who, crowd.name(stem)),
                      "uses": uses}}
 
 
@@ -120,3 +126,29 @@ def test_one_workflow_per_dag(crowd: World) -> None:
     body["name"] = crowd.name("wf-dag-twice")
     again = crowd.alice.post("/assets", json=body)
     assert (again.status_code, again.json()["error"]) == (409, "dag_registered")
+
+
+def test_a_person_registers_only_dags_of_their_own(crowd: World) -> None:
+    """A workflow decides who sees a DAG's runs and whether it runs: nobody takes over
+    another person's pipeline, nor a DAG id of the platform's."""
+    victims = workflow(crowd, crowd.alice, "wf-victims", "public", [])  # alice's namespace
+    victims["name"] = crowd.name("wf-squat")
+    for dag_id in (victims["spec"]["dag_id"], "bracelet_training", f"skiff_{crowd.suffix}"):
+        victims["spec"]["dag_id"] = dag_id
+        refused = crowd.bob.post("/assets", json=victims)
+        assert (refused.status_code, refused.json()["error"]) == (403, "dag_not_yours"), refused.text
+        assert refused.json()["field"] == "spec.dag_id"
+        assert f"{identifier(crowd.bob.name)}__" in refused.json()["message"]
+    assert crowd.bob.get(f"/assets/workflow/{victims['name']}").status_code == 404
+
+    # Nor by moving a workflow of one's own onto someone else's DAG.
+    own = workflow(crowd, crowd.bob, "wf-bobs", "private", [])
+    assert crowd.bob.post("/assets", json=own).status_code == 201
+    moved = crowd.bob.patch(f"/assets/workflow/{own['name']}",
+                            json={"spec": {**own["spec"], "dag_id": own_dag(crowd.alice, "x")}})
+    assert (moved.status_code, moved.json()["error"]) == (403, "dag_not_yours"), moved.text
+
+    # The platform (its service account, an admin) registers its own DAG ids.
+    platform = workflow(crowd, crowd.admin, "wf-platform", "public", [])
+    platform["spec"]["dag_id"] = f"skiff_platform_{crowd.suffix}"
+    assert crowd.admin.post("/assets", json=platform).status_code == 201

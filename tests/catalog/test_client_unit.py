@@ -115,6 +115,18 @@ def test_every_task_gets_the_run_start_check_once_and_keeps_its_own_hook() -> No
     assert airflow_policy.check_runnable("any_dag", environ={}) == "no catalog configured (CATALOG_URL)"
 
 
+def test_every_dag_the_platform_ships_is_registered_so_its_runs_may_start() -> None:
+    """Runs of DAGs the catalog does not know are refused at start: the platform's are all known."""
+    import re
+
+    from skiff.catalog.workflows import PLATFORM_DAGS
+
+    shipped = {}
+    for path in (Path(__file__).resolve().parents[2] / "dags").glob("*.py"):
+        shipped.update(dict.fromkeys(re.findall(r'dag_id="(\w+)"', path.read_text()), path.name))
+    assert set(shipped) == set(PLATFORM_DAGS), shipped
+
+
 def test_the_hub_lets_each_server_read_its_own_users_auth_state(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     config, _ = load(Path(__file__).resolve().parents[2], monkeypatch, native_env(tmp_path))

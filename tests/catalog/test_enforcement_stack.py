@@ -83,7 +83,7 @@ def test_an_asset_the_submitter_cannot_see_is_refused_like_an_unknown_one(
 
 def test_registration_rechecks_the_rule_and_records_the_workflow(people: People,
                                                                  assets: dict[str, str]) -> None:
-    dag_id = f"ce_registered_{people.suffix}"
+    dag_id = people.dag_id("alice", "ce_registered")
     with people.client("alice") as alice:
         with pytest.raises(GovernanceError) as refused:
             governance.register(alice, dag_id, Declared("public", people.team_a, [assets["team"]]))
@@ -202,7 +202,7 @@ def _log(api: httpx.Client, dag_id: str, run_id: str, task_id: str) -> str:
 
 def test_a_run_fails_at_start_once_a_used_dataset_is_no_longer_public(
         stack: Context, people: People) -> None:
-    dag_id = f"ce_probe_{people.suffix}"
+    dag_id = people.dag_id("alice", "ce_probe")
     dataset = f"ce-probe-data-{people.suffix}"
     with people.client("alice") as alice:
         alice.register("dataset", dataset, access="public", team=people.team_a)
@@ -227,6 +227,30 @@ def test_a_run_fails_at_start_once_a_used_dataset_is_no_longer_public(
         assert ti["try_number"] == 1, "refused without retries"
         log = _log(api, dag_id, second, "touch")
         assert f"dataset/{dataset}" in log
+        assert "the probe's own code ran" not in log
+    finally:
+        dag_file.unlink(missing_ok=True)
+        api.delete(f"/dags/{dag_id}")
+        api.close()
+
+
+def test_a_dag_nobody_registered_does_not_run(stack: Context, people: People) -> None:
+    """A DAG file that appears without a workflow (written past the Elyra runtime) fails
+    at start: nobody is on record as its owner (fail closed)."""
+    dag_id = people.dag_id("alice", "ce_unregistered")
+    folder = stack.root / "dags" / "pipelines" / "ce_tests"
+    folder.mkdir(parents=True, exist_ok=True)
+    dag_file = folder / f"{dag_id}.py"
+    dag_file.write_text(PROBE_DAG.format(dag_id=dag_id))
+    api = airflow_api.client(stack)
+    try:
+        airflow_api.wait_for_dag(api, dag_id, timeout=300)
+        run = airflow_api.trigger(api, dag_id)
+        assert airflow_api.wait_run(api, dag_id, run, timeout=300) == "failed"
+        ti = api.get(f"/dags/{dag_id}/dagRuns/{run}/taskInstances/touch").json()
+        assert ti["try_number"] == 1, "refused without retries"
+        log = _log(api, dag_id, run, "touch")
+        assert "is not registered as a workflow in the catalog" in log
         assert "the probe's own code ran" not in log
     finally:
         dag_file.unlink(missing_ok=True)

@@ -24,6 +24,7 @@ from skiff import events, keycloak
 from skiff.native import launcher
 from skiff.native.context import Context
 from skiff.native.probes import http_ok
+from skiff.pipelines.spec import identifier
 from skiff.services import catalog, notifications
 from tests.catalog import people as people_mod
 from tests.polling import eventually
@@ -104,7 +105,7 @@ def world(stack: Context, base: str) -> Iterator[World]:
 
 def register_workflow(stack: Context, world: World, stem: str, access: str) -> str:
     """alice's workflow asset in the catalog (team: her team a); returns its DAG id."""
-    dag_id = world.name(stem).replace("-", "_")
+    dag_id = f"{identifier(world.people.names['alice'])}__{world.name(stem).replace('-', '_')}"
     answer = httpx.post(f"{catalog.internal_url(stack.settings)}/api/v1/assets",
                         headers={"Authorization": f"Bearer {world.alice.token}"}, timeout=30,
                         json={"kind": "workflow", "name": world.name(stem), "access": access,
