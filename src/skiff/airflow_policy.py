@@ -1,4 +1,4 @@
-"""Airflow cluster policy: GPU queue on request; at run start, the run's identity and the catalog's visibility rule.
+"""Airflow cluster policy: GPU queue on request; at run start, who the run is and the visibility rule.
 
 **Identity.** The same pre-execute hook gives the task process (and so papermill's
 kernel and an Elyra node) the name of whoever started the run (skiff.run_identity):

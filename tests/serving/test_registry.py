@@ -84,4 +84,5 @@ def test_a_foreign_artifact_host_is_refused_before_any_request(uri: str) -> None
 
 
 def test_our_own_server_named_in_full_is_served(registry: Registry) -> None:
-    assert registry.artifact("mlflow-artifacts://mlflow:5000/2/models/m-abc/artifacts", "MLmodel") == b"flavors: {}"
+    named = "mlflow-artifacts://mlflow:5000/2/models/m-abc/artifacts"
+    assert registry.artifact(named, "MLmodel") == b"flavors: {}"
