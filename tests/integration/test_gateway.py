@@ -169,6 +169,21 @@ def test_a_token_for_another_audience_is_refused(gateway: Context, trust: ssl.SS
     assert "audience" in resp.json()["message"]
 
 
+@pytest.mark.parametrize("path", ["/auth/realms/master/.well-known/openid-configuration",
+                                  "/auth/realms/master/protocol/openid-connect/token",
+                                  "/auth/admin/master/console/", "/model/metrics"])
+def test_what_stays_inside_is_not_on_the_public_address(
+        gateway: Context, trust: ssl.SSLContext, path: str) -> None:
+    """The master realm (its admin console, its logins) and the model server's metrics
+    do not reach their service through Traefik: the portal refuses them without a login."""
+    with client(gateway, trust) as web:
+        resp = web.get(path, headers=API)
+        assert resp.status_code == 401, resp.text[:200]
+        assert resp.json()["error"] == "unauthorized"
+        # The platform's realm is still there for everyone's logins.
+        assert web.get("/auth/realms/skiff/.well-known/openid-configuration").status_code == 200
+
+
 # --- with a login ---------------------------------------------------------------------
 
 def test_mlflows_api_answers_a_keycloak_bearer_token(
