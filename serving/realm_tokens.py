@@ -12,7 +12,10 @@ platform's clients, checked through ``azp``). A token passes when its
   rotated its keys), at most once per ``refresh_cooldown`` so a flood of made-up
   key ids cannot turn into a flood of calls to Keycloak;
 - ``exp`` is in the future (``LEEWAY`` seconds of clock skew) and, when an
-  audience is asked for, ``aud`` contains it.
+  audience is asked for, ``aud`` contains it;
+- it is an access token (Keycloak's ``typ`` claim ``Bearer``): an ID token proves
+  a login to the client that asked for it, not a right to call an API, and a
+  refresh token is for Keycloak alone.
 
 Anything else raises :class:`TokenRejected` whose code names the problem; each
 service turns it into its own error answer.
@@ -34,6 +37,8 @@ LEEWAY = 5
 # caused by unknown key ids.
 JWKS_LIFESPAN = 3600
 REFRESH_COOLDOWN = 30.0
+# Keycloak's "typ" claim of access tokens (ID tokens say "ID", refresh tokens "Refresh").
+ACCESS_TOKEN = "Bearer"
 
 
 class TokenRejected(Exception):
@@ -81,7 +86,7 @@ class RealmTokens:
                                 f"not publish ({exc})") from exc
         required = ["exp", "iat", "iss", *(["aud"] if self.audience else [])]
         try:
-            return jwt.decode(token, key.key, algorithms=ALGORITHMS, issuer=self.issuer,
+            claims: dict[str, Any] = jwt.decode(token, key.key, algorithms=ALGORITHMS, issuer=self.issuer,
                               audience=self.audience, leeway=LEEWAY,
                               options={"require": required, "verify_aud": bool(self.audience)})
         except jwt.ExpiredSignatureError as exc:
@@ -99,6 +104,11 @@ class RealmTokens:
             raise TokenRejected(401, "invalid_token", str(exc)) from exc
         except jwt.InvalidTokenError as exc:
             raise TokenRejected(401, "invalid_token", f"{type(exc).__name__}: {exc}") from exc
+        if claims.get("typ") != ACCESS_TOKEN:
+            raise TokenRejected(401, "not_an_access_token",
+                                f"a token of type {claims.get('typ')!r}; send an access token "
+                                f"(typ {ACCESS_TOKEN!r}), not an ID or refresh token")
+        return claims
 
     def user(self, header: str | None, clients: Collection[str],
              api: str = "this API") -> tuple[str, dict[str, Any]]:

@@ -52,6 +52,7 @@ from serving.portal.oidc import (
 from serving.portal.services import catalogue, statuses
 from serving.portal.sessions import Identity, SessionStore
 from serving.portal.tokens import InvalidToken, Jwks, Verifier
+from serving.realm_tokens import ACCESS_TOKEN
 
 log = logging.getLogger("serving.portal")
 
@@ -209,6 +210,10 @@ def create_app(config: Config | None = None, *, keycloak: Keycloak | None = None
                     bearer, audiences=None if bearer_mode else config.bearer_audiences)
             except InvalidToken as exc:
                 return api_error(401, "invalid_token", str(exc))
+            if claims.get("typ") != ACCESS_TOKEN:
+                return api_error(401, "not_an_access_token",
+                                 f"a token of type {claims.get('typ')!r}; send an access token "
+                                 f"(typ {ACCESS_TOKEN!r}), not an ID or refresh token")
             who: Identity | None = identity(claims)
             access = bearer
         else:

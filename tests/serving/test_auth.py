@@ -87,7 +87,7 @@ def token(key: rsa.RSAPrivateKey, kid: str = "k1", *, lifetime: float = 300,
           **claims: Any) -> str:
     now = int(time.time())
     body = {"iss": ISSUER, "aud": [AUDIENCE, "account"], "sub": "device-1", "iat": now,
-            "exp": now + lifetime, "azp": "bracelet-devices", **claims}
+            "exp": now + lifetime, "azp": "bracelet-devices", "typ": "Bearer", **claims}
     return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid})
 
 
@@ -167,6 +167,13 @@ def test_a_token_of_another_issuer_is_refused_before_any_key_lookup(validator: T
 def test_a_token_for_another_audience_is_refused(validator: TokenValidator, jwks: Jwks) -> None:
     other = token(jwks.keys["k1"], aud="account")
     assert "model-api" in refused(validator, bearer(other), "wrong_audience")
+
+
+@pytest.mark.parametrize("typ", ["ID", "Refresh", None])
+def test_only_an_access_token_opens_the_api(validator: TokenValidator, jwks: Jwks, typ: str | None) -> None:
+    """An ID token (say, one a login to another client left in a browser) is not a pass."""
+    other = token(jwks.keys["k1"], typ=typ)
+    assert "access token" in refused(validator, bearer(other), "not_an_access_token")
 
 
 def test_a_token_without_audience_is_refused(validator: TokenValidator, jwks: Jwks) -> None:

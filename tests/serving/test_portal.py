@@ -333,7 +333,8 @@ def test_a_browser_on_another_host_name_goes_to_the_public_one_first(client: Any
 def bearer(realm: Realm, aud: Any = "mlflow", key: RSAKey | None = None,
            **changes: Any) -> dict[str, str]:
     """A token as Keycloak gives the mlflow client (password or client-credentials grant)."""
-    claims = {**realm.claims("svc", ["data-scientist"]), "aud": aud, "azp": "mlflow", **changes}
+    claims = {**realm.claims("svc", ["data-scientist"]), "aud": aud, "azp": "mlflow", "typ": "Bearer",
+              **changes}
     return {"Authorization": f"Bearer {realm.sign(claims, key)}"}
 
 
@@ -347,6 +348,7 @@ def test_a_bearer_token_for_mlflow_passes(client: Any, realm: Realm) -> None:
     ({"aud": "account"}, "audience"),
     ({"iss": "https://elsewhere/auth/realms/skiff"}, "iss"),
     ({"exp": int(time.time()) - 120}, "expired"),
+    ({"typ": "ID"}, "not an ID or refresh token"),  # an ID token the browser's login left behind
 ])
 def test_a_bearer_token_not_for_us_is_refused(client: Any, realm: Realm, changes: dict[str, Any],
                                               why: str) -> None:
