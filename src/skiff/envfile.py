@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from skiff.files import PRIVATE, write_atomically
+
 VERSIONS_MARKER = "# --- Versions: copied from versions.env by `skiff init`; edit versions.env ---"
 
 
@@ -106,6 +108,5 @@ def write_env(root: Path) -> tuple[Path, list[str]]:
         (root / ".env.example").read_text(), (root / "versions.env").read_text(), existing
     )
     generated = [k for k in GENERATORS if not existing.get(k)]
-    target.write_text(text)
-    target.chmod(0o600)
+    write_atomically(target, text, PRIVATE)
     return target, generated

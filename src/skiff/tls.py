@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from skiff.files import PRIVATE, write_atomically
 from skiff.settings import Settings
 
 CA_DAYS = 3650
@@ -100,7 +100,7 @@ def ensure_generated(folder: Path, names: list[str], now: dt.datetime | None = N
     else:
         ca_cert, ca_private = _make_ca(now)
         _write_key(ca_key, ca_private)
-        _write(ca_crt, ca_cert.public_bytes(serialization.Encoding.PEM))
+        write_atomically(ca_crt, ca_cert.public_bytes(serialization.Encoding.PEM))
         generated.append(ca_crt.name)
 
     if not _server_fits(crt, key, ca_cert, names, now):
@@ -108,7 +108,7 @@ def ensure_generated(folder: Path, names: list[str], now: dt.datetime | None = N
         _write_key(key, server_key)
         # The chain Traefik sends: ours, then the CA's (clients that already trust
         # the CA ignore the second one).
-        _write(crt, server_cert.public_bytes(serialization.Encoding.PEM)
+        write_atomically(crt, server_cert.public_bytes(serialization.Encoding.PEM)
                + ca_cert.public_bytes(serialization.Encoding.PEM))
         generated.append(crt.name)
     return TlsFiles(cert=crt, key=key, ca=ca_crt, generated=generated)
@@ -220,16 +220,6 @@ def _make_server(ca: x509.Certificate, ca_key: object, names: list[str],
     return cert, private
 
 
-def _write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    # Written beside and renamed: a reader (Traefik watching the folder) never sees half a file.
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.chmod(tmp, mode)
-    tmp.replace(path)
-
-
 def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    _write(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                   serialization.NoEncryption()), mode=0o600)
+    write_atomically(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                   serialization.NoEncryption()), mode=PRIVATE)

@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 from supervisor.xmlrpc import SupervisorTransport
 
+from skiff.files import PRIVATE, write_atomically
 from skiff.native.context import Context
 from skiff.native.spec import Program
 
@@ -122,7 +123,8 @@ class Supervisor:
 
     def write_config(self, programs: list[Program]) -> None:
         self.ctx.state.mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(render_config(self.ctx, programs))
+        # Every program's environment is in it: the platform's secrets.
+        write_atomically(self.conf, render_config(self.ctx, programs), PRIVATE)
 
     def ensure_started(self, programs: list[Program]) -> None:
         """Start supervisord, or make a running one pick up changed programs."""

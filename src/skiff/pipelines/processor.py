@@ -36,7 +36,6 @@ import getpass
 import os
 import re
 import secrets
-import tempfile
 import time
 from dataclasses import dataclass
 from keyword import iskeyword
@@ -56,6 +55,7 @@ from elyra.pipeline.properties import (
 from elyra.pipeline.runtime_type import ApacheAirflowResources, RuntimeProcessorType
 from elyra.util.path import get_absolute_path
 
+from skiff.files import write_atomically
 from skiff.pipelines import compose, dag, governance, storage
 from skiff.pipelines.defaults import SCHEMA_NAME
 from skiff.pipelines.spec import (
@@ -556,16 +556,3 @@ def _task_ids(operations: list[Operation]) -> dict[str, str]:
     return ids
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Readers (Airflow's DAG processor) see the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not *.py: Airflow must not parse the file while it is being written.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

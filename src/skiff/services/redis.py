@@ -12,13 +12,13 @@ when it comes back (Celery acknowledges a message only once the task has run).
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from urllib.parse import quote
 
 import redis
 
+from skiff.files import PRIVATE, write_atomically
 from skiff.native.context import Context
 from skiff.native.spec import NotReady, Program, Service
 
@@ -67,9 +67,7 @@ def render_config(ctx: Context) -> str:
 def prepare(ctx: Context) -> None:
     install(ctx)
     path = config_file(ctx)
-    path.touch(mode=0o600, exist_ok=True)
-    os.chmod(path, 0o600)
-    path.write_text(render_config(ctx))
+    write_atomically(path, render_config(ctx), PRIVATE)
 
 
 def programs(ctx: Context) -> list[Program]:
