@@ -11,8 +11,10 @@ A node runs in a fresh folder holding its archive (the notebook or script and it
 dependencies, as submitted) and the outputs of the nodes before it. Notebooks get
 the node's environment variables and its pipeline parameters as Papermill
 parameters (the parameters win on a clash); both also reach the kernel or script
-as environment variables. ``LOGNAME``/``USER`` are the pipeline's owner, so
-MLflow records runs under the person who submitted the pipeline (``mlflow.user``).
+as environment variables, beside the part of the worker's environment user code
+may see (skiff.user_env), never the worker's own secrets. ``LOGNAME``/``USER`` are
+the pipeline's owner, so MLflow records runs under the person who submitted the
+pipeline (``mlflow.user``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from skiff import user_env
 from skiff.pipelines import storage
 from skiff.pipelines.spec import NOTEBOOK, NodeSpec
 
@@ -44,8 +47,9 @@ class NodeFailed(RuntimeError):
 
 def node_env(node: NodeSpec, params: Mapping[str, Any], run_id: str,
              base: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The node's process environment: the worker's, the node's variables, its parameters, who and where."""
-    env = dict(os.environ if base is None else base)
+    """The node's process environment: what user code may see of the worker's
+    (skiff.user_env, an allow-list), the node's variables, its parameters, who and where."""
+    env = user_env.passed_on(os.environ if base is None else base)
     env.update(node.env)
     env.update({name: _as_text(params[name]) for name in node.parameters if name in params})
     env.update({

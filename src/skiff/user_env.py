@@ -1,0 +1,43 @@
+"""The environment user code gets: notebooks, pipeline nodes, the notebooks DAGs run.
+
+Owned here, as names: the platform's services build the values
+(skiff.services.airflow.task_env, skiff.services.workspace.spawn_env), and the
+pipeline runner passes a node only these names of its worker's environment, an
+allow-list, so whatever the worker itself holds (Airflow's database URL, Fernet
+and JWT keys, its Keycloak client's secret, Redis' and Ignite's passwords) never
+reaches a person's code, whatever is added to the worker later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+# Where the platform's services are, and what the runs' events and models are called.
+SERVICES = frozenset({
+    "MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY",
+    "KAFKA_HOST", "KAFKA_PORT", "CASSANDRA_HOST", "CASSANDRA_PORT",
+    "S3_HOST", "S3_PORT", "S3_REGION", "S3_ENDPOINT_URL",
+    "CATALOG_URL", "SKIFF_EVENTS_TOPIC", "SKIFF_EVENTS_BUCKET",
+    "MODEL_NAME", "MODEL_ALIAS",
+})
+# Credentials user code holds today: the S3 root keys, and Spark Connect's address
+# with the shared token. Issue 15 replaces them with the person's own (their S3
+# account, a Spark credential of theirs); until then they are the only secrets that
+# pass, and they are named here so that nothing else does.
+CREDENTIALS = frozenset({"S3_ACCESS_KEY", "S3_SECRET_KEY", "SPARK_REMOTE"})
+# What any process needs to run.
+PROCESS = frozenset({
+    "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "HOSTNAME",
+    "VIRTUAL_ENV", "JAVA_HOME", "PYTHONUNBUFFERED", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+    # A node on the gpu queue's worker sees the GPUs the worker was given.
+    "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
+})
+# Airflow's description of the running task (dag, run, task, owner): no secret.
+PREFIXES = ("AIRFLOW_CTX_",)
+
+NAMES = SERVICES | CREDENTIALS | PROCESS
+
+
+def passed_on(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``environ`` user code may see."""
+    return {k: v for k, v in environ.items() if k in NAMES or k.startswith(PREFIXES)}
