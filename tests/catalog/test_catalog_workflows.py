@@ -149,6 +149,6 @@ def test_a_person_registers_only_dags_of_their_own(crowd: World) -> None:
     assert (moved.status_code, moved.json()["error"]) == (403, "dag_not_yours"), moved.text
 
     # The platform (its service account, an admin) registers its own DAG ids.
-    platform = workflow(crowd, crowd.admin, "wf-platform", "public", [])
+    platform = workflow(crowd, crowd.admin, "wf-platform", "public", [], team=crowd.team_a)
     platform["spec"]["dag_id"] = f"skiff_platform_{crowd.suffix}"
     assert crowd.admin.post("/assets", json=platform).status_code == 201

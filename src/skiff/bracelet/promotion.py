@@ -112,8 +112,8 @@ def model_files(model_dir: str | Path) -> tuple[Path, FeatureSchema]:
     return model_dir / onnx_flavor["data"], schema
 
 
-def score_version(tracking_uri: str, model_uri: str) -> dict[str, float]:
-    """Download ``model_uri`` (models:/name/version) and score it on the held-out rows."""
+def score_version(tracking_uri: str, model_name: str, version: str) -> dict[str, float]:
+    """Download version ``version`` of ``model_name`` and score it on the held-out rows."""
     import mlflow
     import mlflow.artifacts
 
@@ -122,9 +122,10 @@ def score_version(tracking_uri: str, model_uri: str) -> dict[str, float]:
         # download_artifacts is given: set both (a local registry otherwise).
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
-        _, _, name, version = model_uri.split("/", 3)
-        model_origin.check(mlflow.MlflowClient().get_model_version_download_uri(name, version), tracking_uri)
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        model_origin.check(mlflow.MlflowClient().get_model_version_download_uri(model_name, version),
+                           tracking_uri)
+        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}",
+                                                    dst_path=tmp)
         path, schema = model_files(local)
         rows, labels = holdout(schema)  # the champion is scored in its own schema's order
         return evaluate_onnx(path, rows, labels)
@@ -144,7 +145,7 @@ def promote_if_not_worse(tracking_uri: str, model_name: str, version: str | int,
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     version = str(version)
-    candidate_scores = score_version(tracking_uri, f"models:/{model_name}/{version}")
+    candidate_scores = score_version(tracking_uri, model_name, version)
     # The registered model's aliases, not get_model_version_by_alias: a missing alias
     # is an INVALID_PARAMETER_VALUE error there, indistinguishable from a real one.
     champion_version = (client.get_registered_model(model_name).aliases or {}).get(alias)
@@ -152,7 +153,7 @@ def promote_if_not_worse(tracking_uri: str, model_name: str, version: str | int,
     champion_scores: dict[str, float] | None = None
     if champion_version is not None:
         champion_scores = (candidate_scores if champion_version == version
-                           else score_version(tracking_uri, f"models:/{model_name}/{champion_version}"))
+                           else score_version(tracking_uri, model_name, champion_version))
     decision = decide(candidate_scores[metric],
                       None if champion_scores is None else champion_scores[metric], margin)
     decision = Decision(decision.promote, decision.reason, decision.candidate, decision.champion,
