@@ -107,6 +107,11 @@ def native(ctx: Context) -> dict[str, Any]:
     ("/events/healthz", "notifications", None),
     # Its /metrics is not published: the path falls to the portal.
     ("/events/metrics", "portal", None),
+    # Nor the model server's, nor the master realm (logins, admin console).
+    ("/model/metrics", "portal", None),
+    ("/auth/realms/master/protocol/openid-connect/token", "portal", None),
+    ("/auth/admin/master/console/", "portal", None),
+    ("/auth/admin/skiff/console/", "keycloak", None),
     ("/prometheus", "prometheus", "auth-prometheus"),
     ("/prometheus/api/v1/targets", "prometheus", "auth-prometheus"),
     ("/dashboard/", "api@internal", "auth-admin"),
