@@ -16,6 +16,7 @@ from rich.table import Table
 from skiff import __version__, compose, tls
 from skiff.bracelet.features import SITES
 from skiff.catalog.cli import catalog, history
+from skiff.devices import devices
 from skiff.envfile import write_env
 from skiff.native import foreground, launcher, system
 from skiff.native.context import Context
@@ -448,8 +449,9 @@ def _print_front_door(ctx: Context) -> None:
                   f"in your browser, or accept the warning once")
 
 
-# Users, roles and teams in Keycloak (skiff/users.py).
+# Users, roles and teams in Keycloak (skiff/users.py); devices' own credentials (skiff/devices.py).
 main.add_command(users)
+main.add_command(devices)
 # Batch scoring on Spark (skiff/scoring/command.py).
 main.add_command(score)
 # The catalog: projects, assets, access levels, data sources; the history of what runs made.

@@ -33,12 +33,12 @@ Roles (realm roles of Keycloak's realm skiff):
 """
 
 
-def _fail(message: str) -> NoReturn:
+def fail(message: str) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", highlight=False)
     sys.exit(1)
 
 
-def _admin(ctx: Context) -> KeycloakAdmin:
+def admin_or_exit(ctx: Context) -> KeycloakAdmin:
     """The admin client, or a clear error when Keycloak does not answer."""
     from keycloak.exceptions import KeycloakError
 
@@ -51,13 +51,13 @@ def _admin(ctx: Context) -> KeycloakAdmin:
     except KeycloakError as exc:
         where = s.keycloak_internal_url
         if exc.response_code is None:
-            _fail(f"Keycloak does not answer at {where} ({kc.describe(exc)}); "
+            fail(f"Keycloak does not answer at {where} ({kc.describe(exc)}); "
                   "start it: skiff up keycloak")
         if exc.response_code in (400, 401):
-            _fail(f"Keycloak at {where} refused the master realm's admin {s.keycloak_admin_user!r} "
+            fail(f"Keycloak at {where} refused the master realm's admin {s.keycloak_admin_user!r} "
                   f"({kc.describe(exc)}); check KEYCLOAK_ADMIN_USER and KEYCLOAK_ADMIN_PASSWORD "
                   "in .env")
-        _fail(f"Keycloak at {where}: realm {s.keycloak_realm!r}: {kc.describe(exc)}")
+        fail(f"Keycloak at {where}: realm {s.keycloak_realm!r}: {kc.describe(exc)}")
     return admin
 
 
@@ -96,15 +96,15 @@ def add(name: str, team: str, role: str, email: str | None, password: str | None
         kc.check_role(role)
         kc.check_team(team)
     except kc.UserError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     ctx = Context.discover()
-    admin = _admin(ctx)
+    admin = admin_or_exit(ctx)
     try:
         chosen = kc.create_user(ctx.settings, name, role, team, password, email=email, admin=admin)
     except kc.UserError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except KeycloakError as exc:
-        _fail(f"Keycloak refused to create {name!r}: {kc.describe(exc)}")
+        fail(f"Keycloak refused to create {name!r}: {kc.describe(exc)}")
     out.print(f"created user [bold]{name}[/] (role {role}, team {team}) in realm "
               f"{ctx.settings.keycloak_realm}; sign in at {ctx.settings.public_url}/")
     _provision_data_sources(ctx, name, [team])
@@ -153,11 +153,11 @@ def list_() -> None:
     from skiff import keycloak as kc
 
     ctx = Context.discover()
-    admin = _admin(ctx)
+    admin = admin_or_exit(ctx)
     try:
         rows = kc.list_users(admin)
     except KeycloakError as exc:
-        _fail(f"listing users failed: {kc.describe(exc)}")
+        fail(f"listing users failed: {kc.describe(exc)}")
     table = Table(title=f"Users of realm {ctx.settings.keycloak_realm}")
     for col in ("user", "roles", "teams", "enabled"):
         table.add_column(col)

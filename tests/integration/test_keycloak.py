@@ -249,3 +249,37 @@ def test_a_token_fetched_through_the_public_address_is_accepted_inside(api: http
     token = resp.json()["access_token"]
     assert claims(token)["iss"] == s.keycloak_issuer
     assert api.get("/openapi.json", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+# --- one device's own credentials, and taking them away --------------------------------
+
+def test_one_device_is_cut_off_and_the_fleet_is_not(api: httpx.Client, sso: Context,
+                                                   admin: KeycloakAdmin) -> None:
+    from keycloak.exceptions import KeycloakError
+
+    from skiff import devices
+
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    secret = devices.add(sso, admin, name)
+    own = kc.openid(sso.settings, devices.client_id(name), secret)
+    try:
+        token = own.token(grant_type="client_credentials")["access_token"]
+        assert claims(token)["azp"] == devices.client_id(name)
+        resp = api.get("/openapi.json", headers={"Authorization": f"Bearer {token}"})
+        assert resp.status_code == 200, resp.text
+        assert (name, True) in {(d.name, d.enabled) for d in devices.listing(admin)}
+
+        devices.revoke(admin, name)
+        with pytest.raises(KeycloakError) as refused:
+            own.token(grant_type="client_credentials")
+        assert refused.value.response_code in (400, 401)
+        assert (name, False) in {(d.name, d.enabled) for d in devices.listing(admin)}
+        # The rest of the fleet keeps its credentials.
+        fleet = kc.openid(sso.settings, sso.settings.device_client_id,
+                          sso.settings.device_client_secret.get_secret_value())
+        other = fleet.token(grant_type="client_credentials")["access_token"]
+        assert api.get("/openapi.json", headers={"Authorization": f"Bearer {other}"}).status_code == 200
+        with pytest.raises(devices.DeviceError, match="no device"):
+            devices.revoke(admin, f"never-{name}")
+    finally:
+        admin.delete_client(admin.get_client_id(devices.client_id(name)))
