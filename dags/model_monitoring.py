@@ -43,7 +43,7 @@ def _failed(context: dict[str, Any]) -> None:
     """on_failure_callback: the run's failure as a status event, named after the task."""
     import logging
 
-    from skiff import events
+    from skiff import events, run_identity
     from skiff.monitoring import notify
 
     dag_run, task = context["dag_run"], context["task_instance"]
@@ -51,7 +51,7 @@ def _failed(context: dict[str, Any]) -> None:
         # Explicit run and workflow: a callback's environment need not be the task's.
         notify.failed(task.task_id, context.get("exception"), run=f"{dag_run.dag_id}/{dag_run.run_id}",
                       workflow=dag_run.dag_id, step=task.task_id,
-                      user=os.environ.get("AIRFLOW_CTX_DAG_OWNER") or "airflow")
+                      user=run_identity.started_by(dag_run, getattr(context.get("dag"), "owner", None)))
     except (events.EventsError, ValueError) as exc:  # the task has failed already: say why it is unannounced
         logging.getLogger("skiff.monitoring").error("could not send the failed status event: %s", exc)
 

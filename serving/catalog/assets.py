@@ -193,12 +193,14 @@ def patch_asset(session: Session, caller: Caller, asset: Asset, body: specs.Asse
     for key in ("description", "location", "format", "size_bytes", "digest"):
         if key in changes:
             setattr(asset, key, changes[key] if key != "description" else changes[key] or "")
+    dag_before = (asset.spec or {}).get("dag_id")
     if "spec" in changes:
         spec, sealed = clean_spec(asset.kind, changes["spec"] or {}, secrets, asset)
         asset.spec, asset.secret = spec, sealed
     if asset.kind == "workflow":
         from serving.catalog import workflows
-        workflows.check_new(session, caller, asset)
+        # Whose DAG is asked when it changes: a teammate may edit a team workflow.
+        workflows.check_new(session, caller, asset, dag_changed=asset.spec.get("dag_id") != dag_before)
     session.flush()
     return asset
 

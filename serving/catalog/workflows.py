@@ -23,7 +23,7 @@ from serving.catalog.assets import find_asset
 from serving.catalog.auth import Caller
 from serving.catalog.db import Asset
 from serving.catalog.errors import ApiError
-from skiff.pipelines.spec import identifier
+from skiff.pipelines.spec import SpecError, identifier
 
 
 def check_uses(session: Session, caller: Caller, workflow: str, level: str, team: str | None,
@@ -52,10 +52,12 @@ def refusal(workflow: str, level: str, team: str | None, used: Asset) -> str | N
     return None
 
 
-def check_new(session: Session, caller: Caller, workflow: Asset) -> None:
-    """On POST/PATCH of a workflow: whose DAG it is, the rule, and one workflow per Airflow DAG."""
+def check_new(session: Session, caller: Caller, workflow: Asset, *, dag_changed: bool = True) -> None:
+    """On POST/PATCH of a workflow: whose DAG it is (when it names a DAG anew), the rule,
+    and one workflow per Airflow DAG."""
     spec = workflow.spec
-    check_dag_owner(caller, spec["dag_id"])
+    if dag_changed:
+        check_dag_owner(session, caller, spec["dag_id"])
     check_uses(session, caller, workflow.ref, workflow.access, workflow.team, spec.get("uses", []))
     other = by_dag(session, spec["dag_id"])
     if other is not None and other is not workflow and other.id != workflow.id:
@@ -65,23 +67,39 @@ def check_new(session: Session, caller: Caller, workflow: Asset) -> None:
 
 def dag_prefix(user: str) -> str:
     """The DAG ids a person may register begin so: what the Elyra runtime names their pipelines."""
-    return f"{identifier(user)}__"
+    try:
+        return f"{identifier(user)}__"
+    except SpecError:  # a name without a letter or digit: no namespace at all
+        return ""
 
 
-def check_dag_owner(caller: Caller, dag_id: str) -> None:
+def check_dag_owner(session: Session, caller: Caller, dag_id: str) -> None:
     """A person registers DAGs in their own namespace only; every other DAG id is the platform's.
 
     The workflow decides who sees a DAG's runs and whether it may run at all: registering
-    someone else's DAG (or a DAG the platform will ship) would take it over.
+    someone else's DAG (or a DAG the platform will ship) would take it over. Names that
+    differ only in characters an identifier drops (``jane.doe``, ``jane-doe``) make
+    the same prefix: the namespace is then whoever registered in it first.
     """
     if caller.admin:
         return
     prefix = dag_prefix(caller.user)
-    if not dag_id.startswith(prefix):
+    if not prefix or not dag_id.startswith(prefix):
         raise ApiError(403, "dag_not_yours",
-                       f"DAG {dag_id} is not yours to register: yours begin with {prefix} "
-                       "(the Elyra runtime names your pipelines so); other DAG ids belong to "
-                       "their owners or to the platform", field="spec.dag_id")
+                       f"DAG {dag_id} is not yours to register: yours begin with "
+                       f"{prefix or '(none: your user name has no letter or digit)'} (the Elyra "
+                       "runtime names your pipelines so); other DAG ids belong to their owners or "
+                       "to the platform", field="spec.dag_id")
+    # Another person whose own prefix this is (an admin registering for someone holds none).
+    owners = session.scalars(select(Asset.owner).distinct().where(
+        Asset.kind == "workflow", Asset.owner != caller.user,
+        Asset.spec["dag_id"].astext.startswith(prefix, autoescape=True))).all()
+    holder = next((owner for owner in owners if dag_prefix(owner) == prefix), None)
+    if holder is not None:
+        raise ApiError(403, "dag_not_yours",
+                       f"DAG ids beginning with {prefix} are {holder}'s, who registered there "
+                       "first (user names that differ only in '.', '-' or '@' share one prefix)",
+                       field="spec.dag_id")
 
 
 def by_dag(session: Session, dag_id: str) -> Asset | None:

@@ -1,8 +1,9 @@
 """Airflow cluster policy: GPU queue on request; at run start, who the run is and the visibility rule.
 
 **Identity.** The same pre-execute hook gives the task process (and so papermill's
-kernel and an Elyra node) the name of whoever started the run (skiff.run_identity):
-the console's events and MLflow's ``mlflow.user`` say who, not ``airflow`` or ``root``.
+kernel) the name of whoever started the run (skiff.run_identity): the console's
+events and MLflow's ``mlflow.user`` say who, not ``airflow`` or ``root``. An Elyra
+node keeps its pipeline owner's name (skiff.pipelines.runner).
 
 **The visibility rule** (skiff.catalog): before any task of a run executes, the
 catalog is asked whether the DAG's workflow may run with today's access levels

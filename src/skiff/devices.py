@@ -59,7 +59,9 @@ def client_id(name: str) -> str:
 def representation(ctx: Context, name: str) -> dict[str, Any]:
     """The client of device ``name``: the realm file's devices client, renamed, no shared secret."""
     realm = json.loads(ctx.compose_file("keycloak", "realm-skiff.json").read_text())
-    template = next(c for c in realm["clients"] if c["clientId"] == TEMPLATE_ID)
+    template = next((c for c in realm["clients"] if c["clientId"] == TEMPLATE_ID), None)
+    if template is None:
+        raise DeviceError(f"the realm file has no devices client ({TEMPLATE_ID}) to copy")
     rep = copy.deepcopy(template)
     rep.pop("secret", None)  # Keycloak generates one of its own
     rep.update(clientId=client_id(name), name=f"Device {name}", enabled=True,
@@ -71,8 +73,9 @@ def add(ctx: Context, admin: KeycloakAdmin, name: str) -> str:
     """Create device ``name``'s client; returns its secret."""
     wanted = representation(ctx, name)
     if admin.get_client_id(wanted["clientId"]) is not None:
-        raise DeviceError(f"device {name!r} exists already (client {wanted['clientId']}); "
-                          "revoke it, or pick another name")
+        # A revoked name stays taken: its tokens' azp must never name a second device.
+        raise DeviceError(f"device {name!r} exists already (client {wanted['clientId']}, "
+                          "skiff devices list says whether it is revoked); pick another name")
     internal = admin.create_client(wanted)
     return str(admin.get_client_secrets(internal)["value"])
 
@@ -168,8 +171,16 @@ def revoke_command(name: str) -> None:
 @devices.command("list")
 def list_command() -> None:
     """Devices with credentials of their own, and whether each may still get tokens."""
+    from keycloak.exceptions import KeycloakError
+
+    from skiff import keycloak as kc
+
     ctx = Context.discover()
     table = Table("device", "client", "may get tokens")
-    for row in listing(admin_or_exit(ctx)):
+    try:
+        rows = listing(admin_or_exit(ctx))
+    except KeycloakError as exc:
+        fail(f"Keycloak refused to list the devices: {kc.describe(exc)}")
+    for row in rows:
         table.add_row(row.name, row.client_id, "yes" if row.enabled else "no (revoked)")
     out.print(table)

@@ -4,8 +4,9 @@ Owned here, as names: the platform's services build the values
 (skiff.services.airflow.task_env, skiff.services.workspace.spawn_env), and the
 pipeline runner passes a node only these names of its worker's environment, an
 allow-list, so whatever the worker itself holds (Airflow's database URL, Fernet
-and JWT keys, its Keycloak client's secret, Redis' and Ignite's passwords) never
-reaches a person's code, whatever is added to the worker later.
+and JWT keys, its Keycloak client's secret, Redis' and Ignite's passwords) is not
+in a person's code's environment, whatever is added to the worker later. It is no
+isolation: the code still runs as the worker's OS user.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ CREDENTIALS = frozenset({"S3_ACCESS_KEY", "S3_SECRET_KEY", "SPARK_REMOTE"})
 PROCESS = frozenset({
     "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "HOSTNAME",
     "VIRTUAL_ENV", "JAVA_HOME", "PYTHONUNBUFFERED", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE",
+    "LD_LIBRARY_PATH", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy",
+    "no_proxy",
     # A node on the gpu queue's worker sees the GPUs the worker was given.
     "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
 })

@@ -6,6 +6,7 @@ import pytest
 
 from skiff.pipelines.spec import identifier
 from tests.catalog.conftest import Api, World
+from tests.catalog.people import People
 
 pytestmark = pytest.mark.integration
 
@@ -152,3 +153,28 @@ def test_a_person_registers_only_dags_of_their_own(crowd: World) -> None:
     platform = workflow(crowd, crowd.admin, "wf-platform", "public", [], team=crowd.team_a)
     platform["spec"]["dag_id"] = f"skiff_platform_{crowd.suffix}"
     assert crowd.admin.post("/assets", json=platform).status_code == 201
+
+
+def test_look_alike_names_share_one_namespace_and_the_first_keeps_it(people: People,
+                                                                     catalog_url: str) -> None:
+    """jane-doe and jane.doe both name DAGs jane_doe__...: the second may not take the first's."""
+    from skiff import keycloak
+
+    twin = people.names["alice"].replace("-", ".")
+    people.names["alice-twin"] = twin  # deleted with the module's people
+    people.passwords["alice-twin"] = keycloak.create_user(people.ctx.settings, twin, "data-scientist",
+                                                          people.team_a)
+    alice = Api(catalog_url, people.token("alice"), people.names["alice"])
+    look_alike = Api(catalog_url, people.token("alice-twin"), twin)
+    assert identifier(alice.name) == identifier(twin)
+
+    first = {"kind": "workflow", "name": f"look-alike-1-{people.suffix}", "access": "private",
+             "spec": {"engine": "airflow", "dag_id": own_dag(alice, "first"), "uses": []}}
+    assert alice.post("/assets", json=first).status_code == 201
+    second = {**first, "name": f"look-alike-2-{people.suffix}",
+              "spec": {**first["spec"], "dag_id": own_dag(look_alike, "second")}}
+    refused = look_alike.post("/assets", json=second)
+    assert (refused.status_code, refused.json()["error"]) == (403, "dag_not_yours"), refused.text
+    assert alice.name in refused.json()["message"]
+    # An edit that keeps the DAG is no new claim on it.
+    assert alice.patch(f"/assets/workflow/{first['name']}", json={"description": "kept"}).status_code == 200

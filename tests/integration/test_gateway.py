@@ -171,15 +171,16 @@ def test_a_token_for_another_audience_is_refused(gateway: Context, trust: ssl.SS
 
 @pytest.mark.parametrize("path", ["/auth/realms/master/.well-known/openid-configuration",
                                   "/auth/realms/master/protocol/openid-connect/token",
-                                  "/auth/admin/master/console/", "/model/metrics"])
+                                  "/auth/admin/master/console/", "/auth/admin/realms/master/users",
+                                  "/model/metrics"])
 def test_what_stays_inside_is_not_on_the_public_address(
         gateway: Context, trust: ssl.SSLContext, path: str) -> None:
-    """The master realm (its admin console, its logins) and the model server's metrics
-    do not reach their service through Traefik: the portal refuses them without a login."""
+    """The master realm (its logins, admin console and admin API) and the model server's
+    metrics do not reach their service through Traefik: the portal knows no such page."""
     with client(gateway, trust) as web:
         resp = web.get(path, headers=API)
-        assert resp.status_code == 401, resp.text[:200]
-        assert resp.json()["error"] == "unauthorized"
+        assert resp.status_code == 404, resp.text[:200]
+        assert "issuer" not in resp.text and "skiff_model_server" not in resp.text
         # The platform's realm is still there for everyone's logins.
         assert web.get("/auth/realms/skiff/.well-known/openid-configuration").status_code == 200
 

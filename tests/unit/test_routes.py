@@ -111,6 +111,7 @@ def native(ctx: Context) -> dict[str, Any]:
     ("/model/metrics", "portal", None),
     ("/auth/realms/master/protocol/openid-connect/token", "portal", None),
     ("/auth/admin/master/console/", "portal", None),
+    ("/auth/admin/realms/master/users", "portal", None),
     ("/auth/admin/skiff/console/", "keycloak", None),
     ("/prometheus", "prometheus", "auth-prometheus"),
     ("/prometheus/api/v1/targets", "prometheus", "auth-prometheus"),

@@ -32,6 +32,8 @@ from typing import Any, ClassVar
 
 import attr
 
+from skiff import run_identity
+
 log = logging.getLogger(__name__)
 
 NAMESPACE = "skiff"
@@ -236,8 +238,7 @@ def airflow_run(context: Mapping[str, Any], step: str | None = None, step_versio
     ti, dag_run = context["ti"], context["dag_run"]
     try_number = getattr(ti, "try_number", 1)
     run_id = run_id_for(dag_run.dag_id, dag_run.run_id, ti.task_id, try_number)
-    who = user or getattr(dag_run, "triggering_user_name", None) or \
-        (getattr(context.get("dag"), "owner", None)) or "airflow"
+    who = user or run_identity.started_by(dag_run, getattr(context.get("dag"), "owner", None))
     facet = {"dag_id": dag_run.dag_id, "dag_run_id": dag_run.run_id, "task_id": ti.task_id,
              "step": step or ti.task_id, "step_version": step_version, "user": who, **extra}
     return run_id, f"{dag_run.dag_id}.{ti.task_id}", facet
