@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,7 +63,18 @@ def test_the_runtime_configuration_only_names_variables_the_servers_get(root: Pa
     assert metadata["cos_password"] == "${S3_SECRET_KEY}"
 
 
-def test_spawned_servers_find_airflow_s3_and_the_dag_folder(root: Path) -> None:
+def test_pipeline_nodes_run_on_the_airflow_image_compose_builds(
+        root: Path, compose_doc: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SKIFF_IMAGE_TAG", raising=False)
+    built = compose_doc["services"]["airflow-worker"]["image"]
+    assert workspace.worker_image(Context.discover(root)) == built.replace("${SKIFF_IMAGE_TAG:-dev}", "dev")
+    monkeypatch.setenv("SKIFF_IMAGE_TAG", "2026.12")
+    assert workspace.worker_image(Context.discover(root)) == "skiff/airflow:2026.12"
+
+
+def test_spawned_servers_find_airflow_s3_and_the_dag_folder(root: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SKIFF_IMAGE_TAG", raising=False)
     ctx = Context.discover(root)
     env = workspace.spawn_env(ctx)
     assert env["SKIFF_DAG_FOLDER"] == str(root / "dags" / "pipelines")
@@ -70,7 +82,7 @@ def test_spawned_servers_find_airflow_s3_and_the_dag_folder(root: Path) -> None:
     assert env["SKIFF_AIRFLOW_URL"].endswith("/airflow")
     assert env["MLFLOW_TRACKING_URI"].startswith("http")
     assert env["ELYRA_PROCESSOR_RUNTIMES"] == "local,skiff-airflow"
-    assert env["SKIFF_WORKER_IMAGE"] == f"skiff/airflow:{ctx.versions.airflow_version}"
+    assert env["SKIFF_WORKER_IMAGE"] == "skiff/airflow:dev"
 
 
 def test_the_pipelines_bucket_is_created_by_default(root: Path) -> None:

@@ -12,6 +12,7 @@ Elyra's runtimes without configuring anything.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from skiff.native import installing
@@ -30,8 +31,10 @@ def venv(ctx: Context) -> Path:
 
 
 def worker_image(ctx: Context) -> str:
-    """The image pipeline nodes run in under Compose: the Airflow image (docker/airflow)."""
-    return f"skiff/airflow:{ctx.versions.airflow_version}"
+    """The image pipeline nodes run in under Compose: the Airflow image as docker-compose.yml
+    names it (``skiff/airflow:${SKIFF_IMAGE_TAG:-dev}``), so an exported pipeline runs on
+    the image this machine built."""
+    return f"skiff/airflow:{os.environ.get('SKIFF_IMAGE_TAG') or 'dev'}"
 
 
 def install(ctx: Context) -> None:
