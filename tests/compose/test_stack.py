@@ -145,7 +145,10 @@ def test_data_survives_down_and_up(compose_stack: Context) -> None:
     docker_compose(ctx, "up", "--detach", "--wait")
 
     after = survival_facts(ctx)
-    assert after == before
+    # Nothing lost; the hourly schedules may have added a run, a version or an asset meanwhile.
+    lost = {what: sorted(set(before[what]) - set(after[what])) for what in before if what != "captured rows"}
+    assert {what: gone for what, gone in lost.items() if gone} == {}
+    assert after["captured rows"] >= before["captured rows"]
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
                              enable_auto_commit=False, auto_offset_reset="earliest")
     consumer.assign([TopicPartition(topic, 0)])
@@ -175,7 +178,7 @@ def survival_facts(ctx: Context) -> dict[str, Any]:
     facts["airflow runs"] = sorted(r["dag_run_id"] for r in runs.json()["dag_runs"])
     assets = httpx.get(f"{catalog.internal_url(s)}/api/v1/assets", headers=headers, timeout=30)
     assets.raise_for_status()
-    facts["catalog assets"] = assets.json()
+    facts["catalog assets"] = sorted(a["ref"] for a in assets.json()["assets"])
     cluster = cassandra.connect(s.host("cassandra"), s.cassandra_port, timeout=30)
     try:
         cql = cluster.connect(cassandra.SCHEMA_KEYSPACE)

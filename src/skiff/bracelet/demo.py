@@ -50,7 +50,9 @@ def champion(ctx: Context) -> dict[str, Any] | None:
     s = ctx.settings
     resp = httpx.get(f"{mlflow.tracking_uri(ctx)}/api/2.0/mlflow/registered-models/alias",
                      params={"name": s.model_name, "alias": s.model_alias}, timeout=30)
-    if resp.status_code == 404:
+    # No such model: 404. A model without that alias (a version registered, not yet
+    # promoted): 400 INVALID_PARAMETER_VALUE "Registered model alias X not found."
+    if resp.status_code == 404 or (resp.status_code == 400 and "not found" in resp.text):
         return None
     resp.raise_for_status()
     return dict(resp.json()["model_version"])
