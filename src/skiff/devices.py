@@ -58,8 +58,7 @@ def client_id(name: str) -> str:
 
 def representation(ctx: Context, name: str) -> dict[str, Any]:
     """The client of device ``name``: the realm file's devices client, renamed, no shared secret."""
-    realm = json.loads(ctx.compose_file("keycloak", "realm-skiff.json").read_text())
-    template = next((c for c in realm["clients"] if c["clientId"] == TEMPLATE_ID), None)
+    template = next((c for c in _realm(ctx)["clients"] if c["clientId"] == TEMPLATE_ID), None)
     if template is None:
         raise DeviceError(f"the realm file has no devices client ({TEMPLATE_ID}) to copy")
     rep = copy.deepcopy(template)
@@ -104,8 +103,12 @@ def _managed(admin: KeycloakAdmin, name: str) -> tuple[str, dict[str, Any]]:
 
 def token_lifespan(ctx: Context) -> int:
     """Seconds a device's token lives (the realm file's access token lifespan)."""
-    realm = json.loads(ctx.compose_file("keycloak", "realm-skiff.json").read_text())
-    return int(realm.get("accessTokenLifespan", 300))
+    return int(_realm(ctx).get("accessTokenLifespan", 300))
+
+
+def _realm(ctx: Context) -> dict[str, Any]:
+    """The realm file as written (its ``${VAR}`` placeholders unresolved)."""
+    return json.loads(ctx.compose_file("keycloak", "realm-skiff.json").read_text())  # type: ignore[no-any-return]
 
 
 # --- the command ------------------------------------------------------------------------
