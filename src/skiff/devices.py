@@ -108,7 +108,7 @@ def token_lifespan(ctx: Context) -> int:
 
 def _realm(ctx: Context) -> dict[str, Any]:
     """The realm file as written (its ``${VAR}`` placeholders unresolved)."""
-    return json.loads(ctx.compose_file("keycloak", "realm-skiff.json").read_text())  # type: ignore[no-any-return]
+    return json.loads(ctx.compose_file("keycloak", "realm-skiff.json").read_text())
 
 
 # --- the command ------------------------------------------------------------------------

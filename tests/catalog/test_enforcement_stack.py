@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -200,13 +201,10 @@ def _log(api: httpx.Client, dag_id: str, run_id: str, task_id: str) -> str:
     return str(content)
 
 
-def test_a_run_fails_at_start_once_a_used_dataset_is_no_longer_public(
-        stack: Context, people: People) -> None:
-    dag_id = people.dag_id("alice", "ce_probe")
-    dataset = f"ce-probe-data-{people.suffix}"
-    with people.client("alice") as alice:
-        alice.register("dataset", dataset, access="public", team=people.team_a)
-        governance.register(alice, dag_id, Declared("public", people.team_a, [f"dataset/{dataset}"]))
+@contextmanager
+def probe_dag(stack: Context, dag_id: str) -> Iterator[httpx.Client]:
+    """PROBE_DAG as ``dag_id`` in the folder Airflow reads, until Airflow has it; the
+    Airflow API client; the file and the DAG gone afterwards."""
     folder = stack.root / "dags" / "pipelines" / "ce_tests"
     folder.mkdir(parents=True, exist_ok=True)
     dag_file = folder / f"{dag_id}.py"
@@ -214,6 +212,21 @@ def test_a_run_fails_at_start_once_a_used_dataset_is_no_longer_public(
     api = airflow_api.client(stack)
     try:
         airflow_api.wait_for_dag(api, dag_id, timeout=300)
+        yield api
+    finally:
+        dag_file.unlink(missing_ok=True)
+        api.delete(f"/dags/{dag_id}")
+        api.close()
+
+
+def test_a_run_fails_at_start_once_a_used_dataset_is_no_longer_public(
+        stack: Context, people: People) -> None:
+    dag_id = people.dag_id("alice", "ce_probe")
+    dataset = f"ce-probe-data-{people.suffix}"
+    with people.client("alice") as alice:
+        alice.register("dataset", dataset, access="public", team=people.team_a)
+        governance.register(alice, dag_id, Declared("public", people.team_a, [f"dataset/{dataset}"]))
+    with probe_dag(stack, dag_id) as api:
         first = airflow_api.trigger(api, dag_id)
         assert airflow_api.wait_run(api, dag_id, first, timeout=300) == "success"
         assert "may run" in _log(api, dag_id, first, "touch")
@@ -228,23 +241,13 @@ def test_a_run_fails_at_start_once_a_used_dataset_is_no_longer_public(
         log = _log(api, dag_id, second, "touch")
         assert f"dataset/{dataset}" in log
         assert "the probe's own code ran" not in log
-    finally:
-        dag_file.unlink(missing_ok=True)
-        api.delete(f"/dags/{dag_id}")
-        api.close()
 
 
 def test_a_dag_nobody_registered_does_not_run(stack: Context, people: People) -> None:
     """A DAG file that appears without a workflow (written past the Elyra runtime) fails
     at start: nobody is on record as its owner (fail closed)."""
     dag_id = people.dag_id("alice", "ce_unregistered")
-    folder = stack.root / "dags" / "pipelines" / "ce_tests"
-    folder.mkdir(parents=True, exist_ok=True)
-    dag_file = folder / f"{dag_id}.py"
-    dag_file.write_text(PROBE_DAG.format(dag_id=dag_id))
-    api = airflow_api.client(stack)
-    try:
-        airflow_api.wait_for_dag(api, dag_id, timeout=300)
+    with probe_dag(stack, dag_id) as api:
         run = airflow_api.trigger(api, dag_id)
         assert airflow_api.wait_run(api, dag_id, run, timeout=300) == "failed"
         ti = api.get(f"/dags/{dag_id}/dagRuns/{run}/taskInstances/touch").json()
@@ -252,10 +255,6 @@ def test_a_dag_nobody_registered_does_not_run(stack: Context, people: People) ->
         log = _log(api, dag_id, run, "touch")
         assert "is not registered as a workflow in the catalog" in log
         assert "the probe's own code ran" not in log
-    finally:
-        dag_file.unlink(missing_ok=True)
-        api.delete(f"/dags/{dag_id}")
-        api.close()
 
 
 def test_the_catalog_answers_runnable_for_the_platforms_dags(stack: Context) -> None:
