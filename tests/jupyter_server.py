@@ -1,7 +1,8 @@
 """A user's Jupyter server for tests: the workspace venv's Jupyter with Elyra and users' environment.
 
 No hub in front of it: the tests talk to the server's own API (Elyra's pipeline
-endpoints) with the server's token.
+endpoints) with the server's token. Its S3 keys are its person's own, asked of the
+catalog with their token, as the hub does at each spawn.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from skiff import keycloak
 from skiff.native.context import Context
-from skiff.services import workspace
+from skiff.services import catalog, workspace
 
 READY_PATH = "/elyra/pipeline/runtimes/types"
 START_TIMEOUT = 180
@@ -45,8 +47,18 @@ class JupyterServer:
         self.http = httpx.Client(base_url=url, headers={"Authorization": f"token {token}"}, timeout=600)
 
 
+def own_s3_keys(stack: Context, user: str, password: str) -> dict[str, str]:
+    """``user``'s own S3 keys, from the catalog with their own token (what the hub does)."""
+    token = keycloak.user_token(stack.settings, user, password)
+    answer = httpx.get(f"{catalog.internal_url(stack.settings)}/api/v1/users/{user}/s3",
+                       headers={"Authorization": f"Bearer {token}"}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    keys = answer.json()
+    return {"S3_ACCESS_KEY": keys["access_key"], "S3_SECRET_KEY": keys["secret_key"]}
+
+
 @contextmanager
-def jupyter_server(stack: Context, base: Path, user: str,
+def jupyter_server(stack: Context, base: Path, user: str, password: str,
                    env: dict[str, str]) -> Iterator[JupyterServer]:
     """Run USER's server with a home copied from user-workspace/ under BASE; ``env`` on top."""
     python = venv_python(stack, "workspace")
@@ -56,7 +68,8 @@ def jupyter_server(stack: Context, base: Path, user: str,
     (base / "runtime").mkdir()
     port, token = free_port(), secrets.token_hex(16)
     full_env = {"PATH": os.environ["PATH"], "HOME": str(base), "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
-                **workspace.spawn_env(stack), "SKIFF_USER": user, "JUPYTERHUB_USER": user, **env}
+                **workspace.spawn_env(stack), **own_s3_keys(stack, user, password),
+                "SKIFF_USER": user, "JUPYTERHUB_USER": user, **env}
     log_path = base / "server.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(

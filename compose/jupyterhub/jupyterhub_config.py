@@ -19,11 +19,15 @@ with a bare traitlets ``Config`` (tests/unit/test_jupyterhub_config.py).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
 import shutil
 import sys
+import urllib.error
+import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +105,30 @@ def spawn_env_from(environ: dict[str, str]) -> dict[str, str]:
             if k.startswith(WORKSPACE_ENV_PREFIX) and len(k) > len(WORKSPACE_ENV_PREFIX)}
 
 
+def own_s3_keys(catalog_url: str, user: str, access_token: str, timeout: float = 30.0) -> dict[str, str]:
+    """``user``'s own S3 keys, asked of the catalog with their own token.
+
+    The catalog makes the account on first use and keeps its folders of the
+    platform's buckets up to date. No fallback to the platform's keys: without
+    their own, the person gets no server and a message that says why.
+    """
+    if not catalog_url:
+        raise RuntimeError("the hub knows no catalog (WORKSPACE_ENV_CATALOG_URL) to ask for "
+                           f"{user}'s S3 keys")
+    url = f"{catalog_url.rstrip('/')}/api/v1/users/{urllib.parse.quote(user, safe='')}/s3"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {access_token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            keys = json.load(answer)
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"the catalog refused {user}'s S3 keys: HTTP {exc.code} "
+                           f"{exc.read()[:300].decode(errors='replace')}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise RuntimeError(f"the catalog at {catalog_url} did not answer for {user}'s S3 keys: "
+                           f"{exc}") from None
+    return {"S3_ACCESS_KEY": keys["access_key"], "S3_SECRET_KEY": keys["secret_key"]}
+
+
 def user_name_env(spawner: Any) -> str:
     return spawner.user.name
 
@@ -172,6 +200,7 @@ c.Authenticator.auth_refresh_strict = True
 
 # --- The users' servers -------------------------------------------------------
 spawner_kind = env("JUPYTERHUB_SPAWNER", "local")
+seed_hook: Any = None  # what a spawner kind prepares before a spawn (a new home)
 workspace_env = spawn_env_from(dict(os.environ))
 c.Spawner.environment = {
     **workspace_env,
@@ -213,11 +242,11 @@ if spawner_kind == "local":
     # supervisord finds a stopped hub's stray servers by these (skiff down jupyterhub).
     c.Spawner.env_keep = ["PATH", "LANG", "LC_ALL", *SUPERVISOR_MARKERS]
 
-    def pre_spawn(spawner: Any) -> None:
+    def seed(spawner: Any) -> None:
         if seed_home(template, users_dir / spawner.user.name):
             spawner.log.info("Seeded %s's home from %s", spawner.user.name, template)
 
-    c.Spawner.pre_spawn_hook = pre_spawn
+    seed_hook = seed
 elif spawner_kind == "docker":
     # One container per user from the workspace image, on the Compose network, with
     # a named volume as home. Docker fills a new volume with what the image holds
@@ -235,6 +264,28 @@ elif spawner_kind == "docker":
     c.DockerSpawner.cmd = ["jupyterhub-singleuser"]
 else:
     raise RuntimeError(f"JUPYTERHUB_SPAWNER={spawner_kind!r}: expected 'local' or 'docker'")
+
+
+
+async def with_own_keys(spawner: Any) -> None:
+    """Before each spawn: the person's own S3 keys into their server's environment."""
+    state = await spawner.user.get_auth_state() or {}
+    if not state.get("access_token"):
+        raise RuntimeError(f"no Keycloak token is kept for {spawner.user.name}: log in again")
+    keys = await asyncio.to_thread(own_s3_keys, workspace_env.get("CATALOG_URL", ""),
+                                   spawner.user.name, state["access_token"])
+    spawner.environment = {**spawner.environment, **keys}
+    spawner.log.info("%s's server gets their own S3 keys (%s)", spawner.user.name,
+                     keys["S3_ACCESS_KEY"])
+
+
+async def pre_spawn(spawner: Any) -> None:
+    if seed_hook is not None:
+        seed_hook(spawner)
+    await with_own_keys(spawner)
+
+
+c.Spawner.pre_spawn_hook = pre_spawn
 
 # --- Idle servers -------------------------------------------------------------
 cull_after = int(env("JUPYTERHUB_CULL_IDLE_SECONDS", "3600"))

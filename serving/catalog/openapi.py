@@ -7,6 +7,8 @@ from typing import Any
 PATHS: dict[str, dict[str, str]] = {
     "/api/v1/me": {"get": "The caller: user, teams, roles, admin; provisions their data sources"},
     "/api/v1/users/{name}/provision": {"post": "Provision a user's data sources (service/admin)"},
+    "/api/v1/users/{name}/s3": {"get": "A person's own S3 keys: to them (provisions first), "
+                                       "or to the service (their pipelines' nodes)"},
     "/api/v1/projects": {"get": "Projects visible to the caller", "post": "Create a project"},
     "/api/v1/projects/{name}": {"get": "A project and its visible assets",
                                 "patch": "Change description, team, access",

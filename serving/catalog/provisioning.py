@@ -37,6 +37,23 @@ def provision(user: str, teams: list[str]) -> dict[str, Any]:
     return {"provisioned": True, "data_sources": list(run(user, list(teams)))}
 
 
+def s3_keys(session: Session, user: str) -> dict[str, str] | None:
+    """``user``'s own S3 keys and where they work, from their private store; None without one."""
+    from serving.catalog import assets
+
+    stores = importlib.import_module("serving.catalog.stores")
+    asset = assets.find_asset(session, stores.KIND, stores.user_bucket(user))
+    if asset is None or asset.secret is None or not (asset.spec or {}).get("managed"):
+        return None
+    from serving.catalog.state import current
+
+    secret = current().secrets.open(asset.secret)
+    s3 = asset.spec.get("s3", {})
+    return {"access_key": secret["access_key"], "secret_key": secret["secret_key"],
+            "endpoint": s3.get("endpoint", ""), "region": s3.get("region", ""),
+            "bucket": s3.get("bucket", "")}
+
+
 def on_first_sight(session: Session, user: str, teams: list[str]) -> dict[str, Any] | None:
     """Provision once per user and set of teams; None when nothing had to be done."""
     seen = session.get(Principal, user)

@@ -109,6 +109,31 @@ def public_policy(bucket: str, writers: dict[str, str]) -> dict[str, Any]:
     return {"Version": "2012-10-17", "Statement": statements}
 
 
+def own_folders_statement(bucket: str, key: str, actions: list[str],
+                          folders: list[str]) -> dict[str, Any]:
+    """The account ``key`` may do ``actions`` on objects whose key begins with one of ``folders``."""
+    return {"Effect": "Allow", "Principal": {"AWS": [key]}, "Action": actions,
+            "Resource": [f"{ARN}{bucket}/{folder}*" for folder in folders]}
+
+
+def with_statement_of(policy: dict[str, Any] | None, key: str, statement: dict[str, Any] | None,
+                      accounts: set[str]) -> dict[str, Any] | None:
+    """``policy`` with ``key``'s own statement replaced by ``statement`` (None: removed).
+
+    Statements naming an account that no longer exists are dropped (the gateway would
+    refuse the whole policy); the order is fixed, so an unchanged policy compares equal.
+    """
+    kept = [st for st in (policy or {}).get("Statement", [])
+            if principals({"Statement": [st]}) <= accounts
+            and principals({"Statement": [st]}) != {key}]
+    if statement is not None:
+        kept.append(statement)
+    if not kept:
+        return None
+    kept.sort(key=lambda st: json.dumps(st, sort_keys=True))
+    return {"Version": "2012-10-17", "Statement": kept}
+
+
 def principals(policy: dict[str, Any] | None) -> set[str]:
     """Every access key a policy names (``{"AWS": ...}``, a list, or one string)."""
     found: set[str] = set()

@@ -13,7 +13,10 @@ Why this design: docs/decisions/0015-data-sources.md. On the gateway:
 - ``team-<team>``: owned by root, with a policy naming the members' accounts;
   a member who left the team is taken out at their next provisioning;
 - ``public``: owned by root; every account reads it, each writes only under
-  ``public/<user>/``.
+  ``public/<user>/``;
+- the platform's ``pipelines`` and ``events`` buckets: each account reaches only
+  its own folders there (``own_folders``), which is what user code needs of them
+  with the person's keys in place of the platform's.
 
 Names are cut to S3's rules (lower case, digits, hyphens, 63 characters); a
 name that had to change gets a short hash of the original, so two names never
@@ -31,7 +34,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from serving.catalog.s3gateway import Gateway, GatewayError, S3Config, principals, public_policy, team_policy
+from serving.catalog.s3gateway import (
+    OBJECT_READ,
+    OBJECT_WRITE,
+    Gateway,
+    GatewayError,
+    S3Config,
+    own_folders_statement,
+    principals,
+    public_policy,
+    team_policy,
+    with_statement_of,
+)
+from skiff.events.context import own_run_folders
+from skiff.events.transport import DEFAULT_BUCKET as EVENTS_BUCKET
+from skiff.pipelines.defaults import PIPELINES_BUCKET
+from skiff.pipelines.spec import SpecError, dag_namespace
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -79,6 +97,26 @@ def access_key(user: str) -> str:
 def public_prefix(key: str) -> str:
     """The folder of ``public`` that the account ``key`` may write."""
     return key.removeprefix(ACCESS_PREFIX)
+
+
+# A person's runs write their images and files to the events bucket; the notification
+# service reads them back for the run's readers with its own keys, never theirs.
+EVENT_WRITE = ["s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts"]
+
+
+def own_folders(user: str) -> dict[str, tuple[list[str], list[str]]]:
+    """bucket -> (actions, folders) of the platform's buckets that ``user``'s keys reach.
+
+    ``pipelines``: their Elyra pipelines' files (uploaded from their notebook server,
+    under the DAG id). ``events``: the files of their notebooks', scripts' and
+    pipelines' runs (a run's files are kept under its name).
+    """
+    try:
+        dags = [dag_namespace(user)]
+    except SpecError:  # a name without a letter or digit has no pipelines
+        dags = []
+    return {PIPELINES_BUCKET: (OBJECT_READ + OBJECT_WRITE, dags),
+            EVENTS_BUCKET: (EVENT_WRITE, [*own_run_folders(user), *dags])}
 
 
 def is_reserved(kind: str, name: str) -> bool:
@@ -158,6 +196,7 @@ def ensure(gateway: Gateway, user: str, teams: Iterable[str]) -> Outcome:
         gateway.create_bucket(PUBLIC)
         changes.append(f"created bucket {PUBLIC}")
     changes += _sync_public(gateway, key, accounts)
+    changes += _sync_own_folders(gateway, user, key, set(accounts), owners)
 
     stores = [Store(name=mine, bucket=mine, owner=user, team=None, access="private",
                     description=f"Private S3 store of {user}: bucket {mine}, keys only "
@@ -202,6 +241,21 @@ def _sync_public(gateway: Gateway, key: str, accounts: Mapping[str, str]) -> lis
     gateway.set_policy(PUBLIC, wanted)
     return [f"added {key} to {PUBLIC}" if key not in principals(current)
             else f"rewrote the policy of {PUBLIC}"]
+
+
+def _sync_own_folders(gateway: Gateway, user: str, key: str, accounts: set[str],
+                      owners: Mapping[str, str]) -> list[str]:
+    changes = []
+    for bucket, (actions, folders) in own_folders(user).items():
+        if bucket not in owners:  # not bootstrapped here: nothing to reach
+            continue
+        current = gateway.policy(bucket)
+        statement = own_folders_statement(bucket, key, actions, folders) if folders else None
+        wanted = with_statement_of(current, key, statement, accounts)
+        if current != wanted:
+            gateway.set_policy(bucket, wanted)
+            changes.append(f"gave {key} its own folders of {bucket}")
+    return changes
 
 
 def _new_secret() -> str:

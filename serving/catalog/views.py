@@ -65,6 +65,27 @@ def provision_user(name: str) -> Response:
     return jsonify({"user": name, "teams": teams, **result})
 
 
+@api.get("/users/<name>/s3")
+def s3_keys(name: str) -> Response:
+    """A person's own S3 keys, for user code: to that person (their notebook server asks
+    when it starts), or to the platform's service (the pipeline runner, for the nodes of
+    that person's pipelines). Nobody else, admins included: keys are not for browsing."""
+    me_ = caller()
+    if me_.user != name and not me_.service:
+        raise forbidden(f"{name}'s S3 keys are theirs: you may ask for your own only")
+    if me_.user == name:
+        # Their teams may have changed, and the platform's buckets gain folders for them.
+        result = provisioning.provision(name, list(me_.teams))
+        if not result["provisioned"]:
+            raise ApiError(503, "no_stores", f"no S3 account can be made: {result['reason']}")
+    with current().db.session() as session:
+        keys = provisioning.s3_keys(session, name)
+    if keys is None:
+        raise ApiError(404, "no_s3_account", f"{name} has no S3 account yet: it is made when "
+                       "they first sign in to their notebooks or the catalog", user=name)
+    return jsonify({"user": name, **keys})
+
+
 # --- projects --------------------------------------------------------------------------------
 
 @api.post("/projects")

@@ -23,7 +23,7 @@ from serving.catalog.assets import find_asset
 from serving.catalog.auth import Caller
 from serving.catalog.db import Asset
 from serving.catalog.errors import ApiError
-from skiff.pipelines.spec import SpecError, identifier
+from skiff.pipelines.spec import SpecError, dag_namespace
 
 
 def check_uses(session: Session, caller: Caller, workflow: str, level: str, team: str | None,
@@ -68,7 +68,7 @@ def check_new(session: Session, caller: Caller, workflow: Asset, *, dag_changed:
 def dag_prefix(user: str) -> str:
     """The DAG ids a person may register begin so: what the Elyra runtime names their pipelines."""
     try:
-        return f"{identifier(user)}__"
+        return dag_namespace(user)
     except SpecError:  # a name without a letter or digit: no namespace at all
         return ""
 

@@ -21,11 +21,11 @@ SERVICES = frozenset({
     "CATALOG_URL", "SKIFF_EVENTS_TOPIC", "SKIFF_EVENTS_BUCKET",
     "MODEL_NAME", "MODEL_ALIAS",
 })
-# Credentials user code holds today: the S3 root keys, and Spark Connect's address
-# with the shared token. Issue 15 replaces them with the person's own (their S3
-# account, a Spark credential of theirs); until then they are the only secrets that
-# pass, and they are named here so that nothing else does.
-CREDENTIALS = frozenset({"S3_ACCESS_KEY", "S3_SECRET_KEY", "SPARK_REMOTE"})
+# The one platform credential user code still holds: Spark Connect's address with the
+# shared token (a Spark credential per person is still to come, issue 15). S3 keys are
+# not passed on: a node gets its owner's own (skiff.pipelines.runner), a notebook
+# server its person's (the hub), never the platform's.
+CREDENTIALS = frozenset({"SPARK_REMOTE"})
 # What any process needs to run.
 PROCESS = frozenset({
     "PATH", "HOME", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "HOSTNAME",

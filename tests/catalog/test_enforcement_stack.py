@@ -104,7 +104,7 @@ def alices_jupyter(stack: Context, people: People,
                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
     """The workspace venv's Jupyter with Elyra and users' environment, signed in to the catalog as alice."""
     user = people.names["alice"]
-    with jupyter_server(stack, tmp_path_factory.mktemp("jupyter-alice"), user, {
+    with jupyter_server(stack, tmp_path_factory.mktemp("jupyter-alice"), user, people.passwords["alice"], {
             "SKIFF_USERNAME": user, "SKIFF_PASSWORD": people.passwords["alice"]}) as server:
         yield server
 

@@ -25,17 +25,19 @@ import httpx
 import pytest
 import yaml
 
-from skiff import airflow_api
+from skiff import airflow_api, keycloak
 from skiff.native.context import Context
 from skiff.pipelines import storage
-from skiff.pipelines.spec import NodeSpec
+from skiff.pipelines.spec import NodeSpec, dag_namespace, identifier
 from skiff.services import airflow, mlflow, s3, workspace
 from tests.jupyter_server import JupyterServer, jupyter_server, venv_python
 from tests.unit.test_pipelines_dag import _interpolate
 
 pytestmark = pytest.mark.integration
 
-USER = "pipeline-tester"
+# A real data scientist of the realm, fresh per run: the server and the pipeline's nodes
+# hold their own S3 keys, which the catalog makes for them.
+USER = f"pipeline-tester-{uuid.uuid4().hex[:6]}"
 BUCKET = "pipelines"
 
 
@@ -132,11 +134,15 @@ def test_a_missing_upstream_output_is_named(stack: Context, tiny_node: NodeSpec)
 def jupyter(stack: Context, tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterServer]:
     """A user's server: the workspace venv's Jupyter with Elyra, JupyterHub's environment for users."""
     # No hub here to hand the server its user's token: the catalog check at submission
-    # (skiff.pipelines.governance) signs in as the platform admin instead.
-    with jupyter_server(stack, tmp_path_factory.mktemp("jupyter"), USER, {
-            "SKIFF_USERNAME": stack.settings.platform_admin_user,
-            "SKIFF_PASSWORD": stack.settings.platform_admin_password.get_secret_value()}) as server:
-        yield server
+    # (skiff.pipelines.governance) signs in with the user's password instead.
+    admin = keycloak.admin_client(stack.settings)
+    password = keycloak.create_user(stack.settings, USER, "data-scientist", None, admin=admin)
+    try:
+        with jupyter_server(stack, tmp_path_factory.mktemp("jupyter"), USER, password, {
+                "SKIFF_USERNAME": USER, "SKIFF_PASSWORD": password}) as server:
+            yield server
+    finally:
+        admin.delete_user(admin.get_user_id(USER))
 
 
 def _as_the_editor_sends_it(home: Path, run_name: str, gpu_node: str | None = None) -> dict[str, Any]:
@@ -219,11 +225,11 @@ def test_the_bracelet_pipeline_runs_on_airflow_and_lands_in_mlflow_under_its_use
     assert resp.status_code == 200, resp.text
     answer = resp.json()
     dag_id = answer["dag_id"]
-    assert dag_id == "pipeline_tester__bracelet_training"
+    assert dag_id == f"{dag_namespace(USER)}bracelet_training"
     assert answer["platform"] == "APACHE_AIRFLOW"
     assert answer["run_url"] == f"{airflow.public_url(stack)}/dags/{dag_id}"
     dag_file = Path(answer["dag_file"])
-    assert dag_file == workspace.dag_folder(stack) / "pipeline_tester" / "bracelet_training.py"
+    assert dag_file == workspace.dag_folder(stack) / identifier(USER) / "bracelet_training.py"
     assert dag_file.is_file()
 
     api = airflow_api.client(stack)

@@ -22,6 +22,7 @@ import httpx
 import psutil
 import pytest
 
+from serving.catalog import stores
 from skiff import keycloak
 from skiff.native import launcher
 from skiff.native.context import Context
@@ -202,6 +203,9 @@ def test_a_data_scientist_logs_in_and_gets_a_jupyterlab_server(
         assert env["SKIFF_USER"] == env["LOGNAME"] == env["USER"] == scientist.name
         expected = workspace.spawn_env(hub)
         assert {k: env.get(k) for k in expected} == expected
+        # S3 keys of the person's own account, never the platform's (the hub asked the catalog).
+        assert env["S3_ACCESS_KEY"] == stores.access_key(scientist.name)
+        assert hub.settings.s3_secret_key.get_secret_value() not in env.values()
     # The browser itself (cookie, no token) reaches JupyterLab through the user's server.
     lab = browser.get(f"{public}user/{scientist.name}/lab")
     assert lab.status_code == 200 and str(lab.url).endswith(f"/user/{scientist.name}/lab"), lab.url

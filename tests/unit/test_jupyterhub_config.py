@@ -48,7 +48,7 @@ def native_env(tmp_path: Path) -> dict[str, str]:
         "JUPYTERHUB_SINGLEUSER_CMD": "/venvs/workspace/bin/jupyterhub-singleuser",
         "JUPYTERHUB_USER_WORKSPACE": str(tmp_path / "template"),
         "WORKSPACE_ENV_MLFLOW_TRACKING_URI": "http://127.0.0.1:5000",
-        "WORKSPACE_ENV_S3_SECRET_KEY": "s3-secret",
+        "WORKSPACE_ENV_S3_REGION": "us-east-1",
     }
 
 
@@ -143,7 +143,7 @@ def test_native_users_get_a_local_server_with_the_workspace_settings(
     assert {"SUPERVISOR_PROCESS_NAME", "SUPERVISOR_SERVER_URL"} <= set(c.Spawner.env_keep)
     env = c.Spawner.environment
     assert env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
-    assert env["S3_SECRET_KEY"] == "s3-secret"
+    assert env["S3_REGION"] == "us-east-1"
     assert not any(k.startswith("WORKSPACE_ENV_") for k in env)
     spawner = SimpleNamespace(user=SimpleNamespace(name="ada"))
     assert env["SKIFF_USER"](spawner) == "ada"
@@ -161,14 +161,35 @@ def test_first_spawn_seeds_the_home_and_later_spawns_leave_it_alone(
     template = tmp_path / "template"
     (template / "notebooks").mkdir(parents=True)
     (template / "notebooks" / "example.ipynb").write_text("{}")
-    c, _ = load(root, monkeypatch, native_env(tmp_path))
+    _, ns = load(root, monkeypatch, native_env(tmp_path))
     home = tmp_path / "data" / "users" / "ada"
     spawner = SimpleNamespace(user=SimpleNamespace(name="ada"), log=SimpleNamespace(info=print))
-    c.Spawner.pre_spawn_hook(spawner)
+    ns["seed_hook"](spawner)
     assert (home / "notebooks" / "example.ipynb").read_text() == "{}"
     (home / "notebooks" / "example.ipynb").write_text("mine")
-    c.Spawner.pre_spawn_hook(spawner)
+    ns["seed_hook"](spawner)
     assert (home / "notebooks" / "example.ipynb").read_text() == "mine"
+
+
+def test_a_spawn_without_the_persons_own_keys_is_refused(
+        root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No token kept, or no catalog to ask: no server, rather than one with the platform's keys."""
+    import asyncio
+
+    env = native_env(tmp_path)
+    c, ns = load(root, monkeypatch, env)
+    assert "S3_SECRET_KEY" not in c.Spawner.environment
+
+    async def no_state() -> None:
+        return None
+
+    spawner = SimpleNamespace(user=SimpleNamespace(name="ada", get_auth_state=no_state),
+                              log=SimpleNamespace(info=print), environment={})
+    with pytest.raises(RuntimeError, match="no Keycloak token is kept for ada"):
+        asyncio.run(ns["with_own_keys"](spawner))
+    with pytest.raises(RuntimeError, match="knows no catalog"):
+        ns["own_s3_keys"]("", "ada", "token")
+    assert spawner.environment == {}
 
 
 def test_a_missing_setting_is_named(root: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -58,6 +58,24 @@ def new_run() -> str:
     return resolve(os.environ).run
 
 
+def notebook_run(user: str, run_id: str) -> str:
+    return f"notebook/{user}/{run_id}"
+
+
+def local_run(user: str, run_id: str) -> str:
+    return f"local/{user}/{run_id}"
+
+
+def own_run_folders(user: str) -> tuple[str, ...]:
+    """The runs that are ``user``'s by their name: their notebooks' and scripts'.
+
+    A run's files are stored under its name in the events bucket, so these (and the
+    runs of their own DAGs) are where that person's S3 keys may write there
+    (serving.catalog.stores).
+    """
+    return (notebook_run(user, ""), local_run(user, ""))
+
+
 def _local_user(env: Mapping[str, str]) -> str:
     try:
         return getpass.getuser()
@@ -76,11 +94,11 @@ def from_environment(env: Mapping[str, str]) -> RunContext:
         ctx = RunContext(run=f"{dag}/{dag_run}", step=env.get("AIRFLOW_CTX_TASK_ID", ""),
                          user=env.get("AIRFLOW_CTX_DAG_OWNER", "") or "airflow", workflow=dag)
     elif hub_user:
-        ctx = RunContext(run=f"notebook/{hub_user}/{_PROCESS_RUN}", step="", user=hub_user,
+        ctx = RunContext(run=notebook_run(hub_user, _PROCESS_RUN), step="", user=hub_user,
                          workflow="")
     else:
         user = _local_user(env)
-        ctx = RunContext(run=f"local/{user}/{_PROCESS_RUN}", step="", user=user, workflow="")
+        ctx = RunContext(run=local_run(user, _PROCESS_RUN), step="", user=user, workflow="")
     explicit = {field: env[f"SKIFF_{'RUN_ID' if field == 'run' else field.upper()}"]
                 for field in FIELDS
                 if env.get(f"SKIFF_{'RUN_ID' if field == 'run' else field.upper()}")}

@@ -68,6 +68,7 @@ from skiff.pipelines.spec import (
     Resources,
     SpecError,
     check_schedule,
+    dag_namespace,
     dependency_order,
     identifier,
 )
@@ -440,8 +441,9 @@ class SkiffAirflowProcessor(RuntimePipelineProcessor):
         """The pipeline as a spec, its nodes' files uploaded under the submission's folder."""
         spec, sources = build_spec(pipeline, config, root_dir=Path(self.root_dir or os.getcwd()),
                                    owner=submitting_user())
+        # The bucket is the platform's (skiff bootstrap s3); a person's keys may not
+        # even ask whether it exists, only write under their own DAG namespace.
         s3 = config.s3()
-        storage.ensure_bucket(s3, spec.bucket)
         for node in spec.nodes:
             source_dir, patterns, recursive = sources[node.name]
             try:
@@ -472,7 +474,7 @@ def build_spec(pipeline: Pipeline, config: RuntimeConfig, root_dir: Path, owner:
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     submission = f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
     name = identifier(pipeline.name, "pipeline name")
-    dag_id = f"{identifier(owner, 'user name')}__{name}"
+    dag_id = f"{dag_namespace(owner)}{name}"
     prefix = f"{dag_id}/{submission}"
 
     operations = list(pipeline.operations.values())

@@ -14,7 +14,10 @@ parameters (the parameters win on a clash); both also reach the kernel or script
 as environment variables, beside the part of the worker's environment user code
 may see (skiff.user_env), never the worker's own secrets. ``LOGNAME``/``USER`` are
 the pipeline's owner, so MLflow records runs under the person who submitted the
-pipeline (``mlflow.user``).
+pipeline (``mlflow.user``). The node's S3 keys are the owner's own (on Airflow,
+the catalog gives them to the platform's service), which reach their own stores
+and their own folders of the platform's buckets only; the runner itself moves the
+node's files with the worker's keys.
 """
 
 from __future__ import annotations
@@ -45,11 +48,35 @@ class NodeFailed(RuntimeError):
     """The notebook or script failed, or a declared file is missing; the message says which."""
 
 
+S3_KEYS = ("S3_ACCESS_KEY", "S3_SECRET_KEY")
+
+
+def owner_s3_keys(owner: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The pipeline owner's own S3 keys, which the catalog hands to the platform's service.
+
+    No fallback to the worker's keys: a node of someone without an S3 account fails.
+    """
+    from urllib.parse import quote
+
+    from skiff.catalog import lineage
+    from skiff.catalog.client import CatalogError, Client
+
+    try:
+        with Client(url=environ.get("CATALOG_URL"), token=lineage.service_token(environ)) as catalog:
+            keys = catalog.request("GET", f"/users/{quote(owner, safe='')}/s3")
+    except (CatalogError, lineage.LineageError) as exc:
+        raise NodeFailed(f"no S3 keys of {owner}, whose pipeline this is: {exc}") from None
+    return {"S3_ACCESS_KEY": keys["access_key"], "S3_SECRET_KEY": keys["secret_key"]}
+
+
 def node_env(node: NodeSpec, params: Mapping[str, Any], run_id: str,
-             base: Mapping[str, str] | None = None) -> dict[str, str]:
+             base: Mapping[str, str] | None = None,
+             s3_keys: Mapping[str, str] | None = None) -> dict[str, str]:
     """The node's process environment: what user code may see of the worker's
-    (skiff.user_env, an allow-list), the node's variables, its parameters, who and where."""
+    (skiff.user_env, an allow-list), the owner's S3 keys, the node's variables, its
+    parameters, who and where."""
     env = user_env.passed_on(os.environ if base is None else base)
+    env.update({k: v for k, v in (s3_keys or {}).items() if k in S3_KEYS})
     env.update(node.env)
     env.update({name: _as_text(params[name]) for name in node.parameters if name in params})
     env.update({
@@ -75,13 +102,17 @@ def papermill_parameters(node: NodeSpec, params: Mapping[str, Any]) -> dict[str,
 
 
 def run_node(node: NodeSpec, params: Mapping[str, Any], run_id: str, s3: Any = None,
-             env_base: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Run ``node`` for the pipeline run ``run_id``; returns where its results went."""
+             env_base: Mapping[str, str] | None = None,
+             s3_keys: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run ``node`` for the pipeline run ``run_id``; returns where its results went.
+
+    ``s3_keys``: what the node's code gets as S3_ACCESS_KEY/S3_SECRET_KEY (none: none).
+    """
     s3 = s3 or storage.client_from_env()
     with tempfile.TemporaryDirectory(prefix=f"skiff-{node.name}-") as tmp:
         workdir = Path(tmp)
         _fetch(s3, node, run_id, workdir)
-        env = node_env(node, params, run_id, env_base)
+        env = node_env(node, params, run_id, env_base, s3_keys)
         target = workdir / node.filename
         if not target.is_file():
             raise NodeFailed(f"node {node.name}: {node.filename} is not in its archive "
@@ -213,7 +244,7 @@ def airflow_task(node: Mapping[str, Any]) -> dict[str, Any]:
     context = get_current_context()
     spec = NodeSpec.from_json(dict(node))
     params = dict(context["params"])
-    result = run_node(spec, params, str(context["run_id"]))
+    result = run_node(spec, params, str(context["run_id"]), s3_keys=owner_s3_keys(spec.owner))
     lineage.node_lineage(context, spec, params, result)
     return result
 
@@ -222,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m skiff.pipelines.runner",
         description="Run one node of a Skiff pipeline (S3 settings from S3_HOST, S3_PORT, "
-                    "S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION).")
+                    "S3_ACCESS_KEY, S3_SECRET_KEY, S3_REGION). Outside Airflow (an exported "
+                    "Compose file) the node's code gets the same S3 keys: whoever runs it "
+                    "decides whose they are.")
     parser.add_argument("--node-json", required=True, help="the node's spec (JSON)")
     parser.add_argument("--params-json", default="{}", help="the pipeline parameters' values (JSON)")
     parser.add_argument("--run-id", default=os.environ.get("SKIFF_PIPELINE_RUN_ID"),
@@ -232,7 +265,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--run-id or SKIFF_PIPELINE_RUN_ID is needed (nodes of one run share their outputs)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        result = run_node(NodeSpec.from_json(args.node_json), json.loads(args.params_json), args.run_id)
+        result = run_node(NodeSpec.from_json(args.node_json), json.loads(args.params_json), args.run_id,
+                          s3_keys={k: os.environ[k] for k in S3_KEYS if k in os.environ})
     except (NodeFailed, storage.StorageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -55,6 +55,16 @@ def identifier(text: str, what: str = "name") -> str:
     return f"n_{cleaned}" if cleaned[0].isdigit() else cleaned
 
 
+def dag_namespace(owner: str) -> str:
+    """What a person's DAG ids begin with (their pipelines are ``<namespace><pipeline>``).
+
+    The catalog lets people register only these DAG ids, and their S3 keys reach only
+    these folders of the pipelines and events buckets. SpecError for a name without a
+    letter or digit, which has no namespace.
+    """
+    return f"{identifier(owner, 'user name')}__"
+
+
 def check_schedule(schedule: str | None) -> str | None:
     """A cron expression or an Airflow preset, or None (runs only when triggered)."""
     if schedule is None or not schedule.strip():

@@ -119,7 +119,18 @@ def unpack(data: bytes, dest: Path) -> list[str]:
 
 
 def put_bytes(s3: Minio, bucket: str, key: str, data: bytes, content_type: str) -> None:
-    s3.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+    from minio.error import S3Error
+
+    try:
+        s3.put_object(bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+    except S3Error as exc:
+        if exc.code == "NoSuchBucket":
+            raise StorageError(f"bucket {bucket} does not exist: the platform creates it "
+                               "(skiff bootstrap s3)") from None
+        if exc.code == "AccessDenied":
+            raise StorageError(f"the S3 store refused to write s3://{bucket}/{key} with these "
+                               "keys: a person's keys write only under their own name") from None
+        raise
 
 
 def get_bytes(s3: Minio, bucket: str, key: str) -> bytes:

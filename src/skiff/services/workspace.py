@@ -67,6 +67,10 @@ def dag_folder(ctx: Context) -> Path:
     return airflow.dags_folder(ctx) / airflow.PIPELINES
 
 
+# What the hub sets per person at each spawn, never from the platform's own.
+PERSONAL = ("S3_ACCESS_KEY", "S3_SECRET_KEY")
+
+
 def spawn_env(ctx: Context) -> dict[str, str]:
     """The environment of every user's server (JupyterHub adds the user's own names).
 
@@ -77,6 +81,10 @@ def spawn_env(ctx: Context) -> dict[str, str]:
     """
     s = ctx.settings
     env = airflow.task_env(ctx)
+    # Not the platform's S3 keys: the hub gives each server its person's own
+    # (compose/jupyterhub/jupyterhub_config.py, from the catalog).
+    for name in PERSONAL:
+        del env[name]
     env.update({
         "S3_ENDPOINT_URL": s.s3_endpoint,
         # Links for people (the Elyra dialog's "Run Details") and the API for programs.
