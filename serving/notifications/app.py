@@ -287,6 +287,11 @@ class Service:
             # The service reads S3 as root: only its own bucket, whatever a record says.
             raise ApiError(404, "no_content", f"event {event_id!r} links outside bucket "
                            f"{self.config.bucket!r}")
+        if not key.startswith(f"{event.get('run')}/{event_id}/"):
+            # skiff.events stores an event's file under its run and id. A link elsewhere
+            # would show this run's readers a file of a run they may not see.
+            raise ApiError(404, "no_content", f"event {event_id!r} links a file that is not "
+                           "its own (another run's or another event's)")
         try:
             obj = self.s3.get_object(bucket, key)
         except S3Error as exc:

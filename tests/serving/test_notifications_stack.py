@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from skiff import events, keycloak
+from skiff.events import transport
 from skiff.native import launcher
 from skiff.native.context import Context
 from skiff.native.probes import http_ok
@@ -206,6 +207,23 @@ def test_large_payloads_images_and_files_go_through_s3(world: World) -> None:
     stored(world.alice, run, 4)
     none = world.alice.get(f"/api/v1/events/{inline['id']}/content")
     assert none.status_code == 404 and none.json()["error"] == "no_content"
+
+
+def test_an_event_linking_another_runs_file_serves_nothing(world: World) -> None:
+    """carol's run may not show her readers a file of alice's private run."""
+    alice, carol = world.people.names["alice"], world.people.names["carol"]
+    private = events.image(b"\x89PNG\r\n\x1a\n" + b"\1" * 64, title="mine",
+                           run=f"notebook/{alice}/{uuid.uuid4().hex}", user=alice)
+    run = f"notebook/{carol}/{uuid.uuid4().hex}"
+    forged = {"id": uuid.uuid4().hex, "time": private["time"], "kind": "image", "run": run,
+              "step": "", "user": carol, "workflow": "", "title": "borrowed",
+              "link": private["link"]}
+    transport.shared().send(forged)
+    stored(world.carol, run, 1)
+    refused = world.carol.get(f"/api/v1/events/{forged['id']}/content")
+    assert refused.status_code == 404, refused.text
+    assert refused.json()["error"] == "no_content"
+    assert "not its own" in refused.json()["message"]
 
 
 def test_bad_requests_get_clear_json_errors(world: World) -> None:

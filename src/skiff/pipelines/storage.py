@@ -60,6 +60,9 @@ def client_from_endpoint(endpoint: str, access_key: str, secret_key: str,
     if not parts.hostname:
         raise StorageError(f"S3 endpoint {endpoint!r} names no host")
     netloc = parts.netloc.rsplit("@", 1)[-1]
+    # Without a region minio first asks the bucket's location, which a person's keys
+    # may not (they reach their own folders only).
+    region = region or os.environ.get("S3_REGION") or None
     return Minio(netloc, access_key=access_key, secret_key=secret_key, region=region,
                  secure=parts.scheme == "https")
 
