@@ -285,7 +285,7 @@ def main() -> None:
           f"{opts.lag_seconds:.0f} s; load average now {', '.join(f'{x:.1f}' for x in os.getloadavg())} "
           f"on {os.cpu_count()} CPUs")
     admin = KafkaAdminClient(bootstrap_servers=where.kafka)
-    cluster = connect(where.cassandra_host, where.cassandra_port, timeout=60)
+    cluster = connect(where.cassandra_host, where.cassandra_port, where.cassandra_login, timeout=60)
     session = cluster.connect()
     runs: list[dict[str, float]] = []
     try:

@@ -80,17 +80,14 @@ def _captured_rows(model_name: str) -> tuple[list[dict[str, Any]], int]:
     """
     import json
 
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import RoundRobinPolicy
     from cassandra.query import SimpleStatement
 
+    from skiff import cassandra_access
     from skiff.bracelet.features import NAMES, FeatureSchema
 
     schema = FeatureSchema()
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=60)
-    cluster = Cluster([os.environ.get("CASSANDRA_HOST", "127.0.0.1")],
-                      port=int(os.environ.get("CASSANDRA_PORT", "9042")), protocol_version=5,
-                      execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=30)
+    # As the task's role: the reader (skiff.services.airflow.task_env).
+    cluster = cassandra_access.from_env(timeout=60, consistency=None)
     rows: list[dict[str, Any]] = []
     rejected = 0
     try:

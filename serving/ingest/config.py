@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from skiff.cassandra_access import INGEST, Login, login
+
 # The streaming consumer's group, and the scheduled mode's: each has its own offsets.
 GROUP = "skiff-ingest"
 BATCH_GROUP = "skiff-ingest-batch"
@@ -15,6 +17,7 @@ class Endpoints:
     kafka: str            # bootstrap servers, host:port
     cassandra_host: str
     cassandra_port: int
+    cassandra_login: Login  # role skiff_ingest: reads and writes the captured rows
 
 
 def endpoints() -> Endpoints:
@@ -31,7 +34,7 @@ def endpoints() -> Endpoints:
         s = Settings.load(find_root())
     except (FileNotFoundError, RuntimeError):
         return _from_environment(Settings)
-    return Endpoints(kafka=f"{s.host('kafka')}:{s.kafka_port}",
+    return Endpoints(kafka=f"{s.host('kafka')}:{s.kafka_port}", cassandra_login=login(s, INGEST),
                      cassandra_host=s.host("cassandra"), cassandra_port=s.cassandra_port)
 
 
@@ -45,4 +48,5 @@ def _from_environment(settings: type) -> Endpoints:
     kafka_host = os.environ.get("KAFKA_HOST") or bind
     cassandra_host = os.environ.get("CASSANDRA_HOST") or bind
     return Endpoints(kafka=f"{kafka_host}:{get('kafka_port')}", cassandra_host=cassandra_host,
-                     cassandra_port=int(get("cassandra_port")))
+                     cassandra_port=int(get("cassandra_port")),
+                     cassandra_login=Login(INGEST, os.environ.get("CASSANDRA_INGEST_PASSWORD", "")))

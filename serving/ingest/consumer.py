@@ -154,7 +154,8 @@ class IngestConsumer:
 
         failures = Failures()
         while not self.stop.is_set():
-            cluster = connect(self.endpoints.cassandra_host, self.endpoints.cassandra_port)
+            cluster = connect(self.endpoints.cassandra_host, self.endpoints.cassandra_port,
+                              self.endpoints.cassandra_login)
             try:
                 writer = CassandraWriter(cluster.connect())
             except Exception as exc:

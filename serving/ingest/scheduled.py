@@ -39,7 +39,7 @@ def ingest_to_end(where: Endpoints | None = None, *, group: str = BATCH_GROUP,
     t0 = time.monotonic()
     counts = {"records": 0, "predictions": 0, "labels": 0, "dead_lettered": 0,
               "labels_applied": 0, "labels_pending": 0, "batches": 0}
-    cluster = connect(where.cassandra_host, where.cassandra_port)
+    cluster = connect(where.cassandra_host, where.cassandra_port, where.cassandra_login)
     consumer = KafkaConsumer(bootstrap_servers=where.kafka, group_id=group, client_id=group,
                              enable_auto_commit=False, auto_offset_reset="earliest")
     producer = KafkaProducer(bootstrap_servers=where.kafka, client_id=f"{group}-dlq", acks="all",

@@ -35,13 +35,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cassandra import ConsistencyLevel
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, Session
+from cassandra.cluster import Cluster, Session
 from cassandra.concurrent import execute_concurrent
-from cassandra.policies import RoundRobinPolicy
 from cassandra.query import BatchStatement, BatchType
 
 from serving.ingest.batch import chunks
+from skiff import cassandra_access
 from skiff.bracelet.events import Label, Prediction
+from skiff.cassandra_access import Login
 
 # Tables are named with their keyspace (skiff, compose/cassandra/schema.cql): Cassandra warns
 # about prepared statements that rely on the session's keyspace.
@@ -94,16 +95,13 @@ class WriteResult:
     seconds: float
 
 
-def connect(host: str, port: int, timeout: float = 10.0) -> Cluster:
-    """A cluster handle for the writer; the caller shuts it down.
+def connect(host: str, port: int, who: Login, timeout: float = 10.0) -> Cluster:
+    """A cluster handle for the writer as ``who``; the caller shuts it down.
 
     LOCAL_QUORUM: with one node it is one replica; on a real cluster it makes
     "acknowledged" mean a majority, and round 2 reads what round 1 wrote.
     """
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=timeout,
-                               consistency_level=ConsistencyLevel.LOCAL_QUORUM)
-    return Cluster([host], port=port, connect_timeout=timeout, control_connection_timeout=timeout,
-                   execution_profiles={EXEC_PROFILE_DEFAULT: profile}, protocol_version=5)
+    return cassandra_access.connect(host, port, who, timeout, consistency=ConsistencyLevel.LOCAL_QUORUM)
 
 
 def to_naive_utc(t: datetime) -> datetime:

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         default="prediction-requests,prediction-requests-dlq,training-requests,platform-events")
 
     cassandra_port: int = 9042
+    # Cassandra checks passwords and grants (skiff.cassandra_access): the bootstrap's
+    # superuser, the ingest (writes captured requests), the readers (training, monitoring).
+    cassandra_admin_password: SecretStr
+    cassandra_ingest_password: SecretStr
+    cassandra_reader_password: SecretStr
 
     mlflow_port: int = 5000
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from skiff import airflow_api, compose
+from skiff import airflow_api, cassandra_access, compose
 from skiff.bracelet import demo
 from skiff.native.context import Context
 from skiff.services import kafka, spark
@@ -179,7 +179,7 @@ def survival_facts(ctx: Context) -> dict[str, Any]:
     assets = httpx.get(f"{catalog.internal_url(s)}/api/v1/assets", headers=headers, timeout=30)
     assets.raise_for_status()
     facts["catalog assets"] = sorted(a["ref"] for a in assets.json()["assets"])
-    cluster = cassandra.connect(s.host("cassandra"), s.cassandra_port, timeout=30)
+    cluster = cassandra.connect(ctx, cassandra_access.READER, timeout=30)
     try:
         cql = cluster.connect(cassandra.SCHEMA_KEYSPACE)
         facts["captured rows"] = cql.execute("SELECT count(*) FROM prediction_events").one()[0]

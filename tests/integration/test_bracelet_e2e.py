@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from skiff import cassandra_access
 from skiff.bracelet import demo
 from skiff.bracelet import simulate as sim
 from skiff.bracelet.features import encode_row, load_raw
@@ -39,7 +40,7 @@ def api(stack: Context) -> Iterator[httpx.Client]:
 def _rows(stack: Context, request_ids: list[str] | None, since: datetime) -> list[Any]:
     """The day's captured rows, of the given request ids (all when None), duplicates kept."""
     s = stack.settings
-    cluster = cassandra.connect(s.host("cassandra"), s.cassandra_port, timeout=30)
+    cluster = cassandra.connect(stack, cassandra_access.READER, timeout=30)
     try:
         session = cluster.connect(cassandra.SCHEMA_KEYSPACE)
         day = since.strftime("%Y-%m-%d")

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from skiff import cassandra_access
 from skiff.native.context import Context
 from skiff.services import cassandra
 
@@ -16,8 +17,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def session(stack: Context):  # type: ignore[no-untyped-def]
-    s = stack.settings
-    cluster = cassandra.connect(s.host("cassandra"), s.cassandra_port, timeout=30)
+    cluster = cassandra.connect(stack, cassandra_access.INGEST, timeout=30)
     sess = cluster.connect(cassandra.SCHEMA_KEYSPACE)
     yield sess
     cluster.shutdown()
@@ -63,7 +63,8 @@ def test_applying_the_schema_again_keeps_existing_rows(stack: Context, session) 
                     (request_id, "heart-test"))
     s = stack.settings
     cql = cassandra.schema_file(stack).read_text()
-    assert cassandra.apply_schema(s.host("cassandra"), s.cassandra_port, cql) == 7
+    admin = cassandra_access.login(s, cassandra_access.ADMIN)
+    assert cassandra.apply_schema(s.host("cassandra"), s.cassandra_port, cql, admin) == 7
     row = session.execute("SELECT model_name FROM prediction_labels WHERE request_id = %s",
                           (request_id,)).one()
     assert row is not None and row.model_name == "heart-test"

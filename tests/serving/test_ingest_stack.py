@@ -24,6 +24,7 @@ from serving.ingest.config import GROUP, Endpoints
 from serving.ingest.offsets import acked_ends, committed_past
 from serving.ingest.scheduled import ingest_to_end
 from serving.ingest.writer import connect, day_of
+from skiff import cassandra_access
 from skiff.bracelet.events import DEAD_LETTER_TOPIC, TOPIC, Label, Prediction, encode
 from skiff.native.context import Context
 from skiff.native.spec import NotReady
@@ -43,7 +44,8 @@ def where(stack: Context) -> Endpoints:
     except AssertionError:
         pytest.fail("the ingest service is not running in the stack (skiff.services.REGISTRY "
                     "needs ingest.SERVICE); `skiff status` says why", pytrace=False)
-    return Endpoints(kafka.bootstrap_servers(stack), s.host("cassandra"), s.cassandra_port)
+    return Endpoints(kafka.bootstrap_servers(stack), s.host("cassandra"), s.cassandra_port,
+                     cassandra_access.login(s, cassandra_access.INGEST))
 
 
 def _ready(ctx: Context) -> bool:
@@ -56,7 +58,7 @@ def _ready(ctx: Context) -> bool:
 
 @pytest.fixture(scope="module")
 def session(where: Endpoints) -> Iterator[Any]:
-    cluster = connect(where.cassandra_host, where.cassandra_port, timeout=30)
+    cluster = connect(where.cassandra_host, where.cassandra_port, where.cassandra_login, timeout=30)
     yield cluster.connect()
     cluster.shutdown()
 

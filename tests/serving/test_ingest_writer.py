@@ -29,6 +29,7 @@ from serving.ingest.writer import (
     write_time,
 )
 from skiff.bracelet.events import Label, Prediction
+from skiff.cassandra_access import Login
 from skiff.native.context import Context
 from skiff.native.spec import NotReady
 from skiff.services import ingest
@@ -98,7 +99,9 @@ def test_settings_come_from_the_environment_without_a_checkout(monkeypatch: pyte
     monkeypatch.setenv("CASSANDRA_PORT", "9142")
     monkeypatch.delenv("CASSANDRA_HOST", raising=False)
     monkeypatch.delenv("BIND_HOST", raising=False)
-    assert config._from_environment(Settings) == config.Endpoints("kafka:9092", "127.0.0.1", 9142)
+    monkeypatch.setenv("CASSANDRA_INGEST_PASSWORD", "pw")
+    assert config._from_environment(Settings) == config.Endpoints(
+        "kafka:9092", "127.0.0.1", 9142, Login("skiff_ingest", "pw"))
 
 
 def test_a_lasting_failure_is_logged_once_a_minute_with_growing_backoff(

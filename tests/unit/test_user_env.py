@@ -42,8 +42,10 @@ def test_a_node_sees_none_of_its_workers_secrets(compose_ctx: Context) -> None:
 def test_what_the_platform_gives_user_code_is_all_named(compose_ctx: Context) -> None:
     """A variable added to the task environment and not to skiff.user_env would not reach a node.
 
-    The platform's S3 keys are the exception: a node gets its owner's own instead."""
-    assert set(airflow.task_env(compose_ctx)) - user_env.NAMES == set(S3_KEYS)
+    The exceptions: the platform's S3 keys (a node gets its owner's own instead) and its
+    Cassandra reader's login (a node gets none)."""
+    assert set(airflow.task_env(compose_ctx)) - user_env.NAMES == {
+        *S3_KEYS, "CASSANDRA_USERNAME", "CASSANDRA_PASSWORD"}
 
 
 def test_the_allow_list_names_no_secret_of_the_platform() -> None:

@@ -88,11 +88,11 @@ class Capture:
 def captured(ctx: Context, request_ids: Iterable[str], model_name: str,
              since: datetime, timeout: float = 120) -> Capture:
     """How many of ``request_ids`` have a row in Cassandra, waiting up to ``timeout``."""
+    from skiff import cassandra_access
     from skiff.services import cassandra
 
     wanted = set(request_ids)
-    s = ctx.settings
-    cluster = cassandra.connect(s.host("cassandra"), s.cassandra_port, timeout=30)
+    cluster = cassandra.connect(ctx, cassandra_access.READER, timeout=30)
     try:
         session = cluster.connect(cassandra.SCHEMA_KEYSPACE)
         query = session.prepare("SELECT request_id FROM prediction_events WHERE model_name = ? AND day = ?")

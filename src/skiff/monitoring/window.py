@@ -9,7 +9,6 @@ query per day it touches, never as a scan of the table. The window is half-open,
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -102,16 +101,14 @@ def _query_rows(session: Any, model_name: str, window: Window) -> Iterator[Any]:
         yield from session.execute(bound)
 
 
-def read_window(model_name: str, window: Window, host: str | None = None,
-                port: int | None = None) -> Captured:
-    """The captured requests of ``model_name`` served within ``window`` (CASSANDRA_HOST/PORT by default)."""
-    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-    from cassandra.policies import RoundRobinPolicy
+def read_window(model_name: str, window: Window) -> Captured:
+    """The captured requests of ``model_name`` served within ``window``.
 
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=60)
-    cluster = Cluster([host or os.environ.get("CASSANDRA_HOST", "127.0.0.1")],
-                      port=port or int(os.environ.get("CASSANDRA_PORT", "9042")), protocol_version=5,
-                      execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=30)
+    As the task's Cassandra role (CASSANDRA_HOST/PORT/USERNAME/PASSWORD: the reader).
+    """
+    from skiff import cassandra_access
+
+    cluster = cassandra_access.from_env(timeout=60, consistency=None)
     try:
         session = cluster.connect("skiff")
         return collect(_query_rows(session, model_name, window))

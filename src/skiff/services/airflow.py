@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 import httpx
 
+from skiff import cassandra_access
 from skiff.envfile import parse
 from skiff.native import installing
 from skiff.native.context import Context
@@ -164,6 +165,8 @@ def task_env(ctx: Context) -> dict[str, str]:
         "KAFKA_PORT": str(s.kafka_port),
         "CASSANDRA_HOST": s.host("cassandra"),
         "CASSANDRA_PORT": str(s.cassandra_port),
+        # Training and monitoring read the captured requests as Cassandra's reader role.
+        **cassandra_access.login(s, cassandra_access.READER).env(),
         "S3_HOST": s.host("s3"),
         "S3_PORT": str(s.s3_port),
         "S3_REGION": s.s3_region,

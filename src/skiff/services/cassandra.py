@@ -10,12 +10,15 @@ Compose it is the ``cassandra`` image. Both log through
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 from pathlib import Path
 
 import yaml
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
-from cassandra.policies import RoundRobinPolicy
+from cassandra import AuthenticationFailed
+from cassandra.cluster import Cluster, NoHostAvailable
 
+from skiff import cassandra_access as access
 from skiff.native.context import Context
 from skiff.native.java import JAVA_PACKAGES, install_jars, java_command
 from skiff.native.spec import NotReady, Program, Service
@@ -123,9 +126,10 @@ def render_config(ctx: Context) -> dict[str, object]:
         "rpc_address": s.bind_host,
         "start_native_transport": True,
         "native_transport_port": s.cassandra_port,
-        # A later change turns on PasswordAuthenticator and CassandraAuthorizer.
-        "authenticator": "AllowAllAuthenticator",
-        "authorizer": "AllowAllAuthorizer",
+        # Every client logs in as a role and may do what it was granted (skiff.cassandra_access).
+        "authenticator": "PasswordAuthenticator",
+        "authorizer": "CassandraAuthorizer",
+        "role_manager": "CassandraRoleManager",
         # A new cluster with no 4.x nodes or sstables: 5.0's formats and limits from
         # the start (the 4.x default would need a rolling step later to leave).
         "storage_compatibility_mode": "NONE",
@@ -177,6 +181,8 @@ def programs(ctx: Context) -> list[Program]:
             "-Dcom.sun.management.jmxremote.authenticate=false",
             # One node: there is no gossip to wait for (saves ~10s per start).
             "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+            # A new node's default superuser at once, not 10 s later: the bootstrap needs it.
+            "-Dcassandra.superuser_setup_delay_ms=0",
             "-cp", f"{libs(ctx)}/*", MAIN_CLASS,
         ],
         # cassandra-env.sh's value: fewer glibc arenas, much less resident memory.
@@ -188,11 +194,10 @@ def programs(ctx: Context) -> list[Program]:
     )]
 
 
-def connect(host: str, port: int, timeout: float) -> Cluster:
-    """A cluster handle for one node; the caller shuts it down."""
-    profile = ExecutionProfile(load_balancing_policy=RoundRobinPolicy(), request_timeout=timeout)
-    return Cluster([host], port=port, connect_timeout=timeout, control_connection_timeout=timeout,
-                   execution_profiles={EXEC_PROFILE_DEFAULT: profile}, protocol_version=5)
+def connect(ctx: Context, role: str, timeout: float) -> Cluster:
+    """A cluster handle to the platform's node as one of its roles; the caller shuts it down."""
+    s = ctx.settings
+    return access.connect(s.host("cassandra"), s.cassandra_port, access.login(s, role), timeout)
 
 
 def why_unreachable(exc: NoHostAvailable) -> str:
@@ -201,11 +206,17 @@ def why_unreachable(exc: NoHostAvailable) -> str:
     return str(errors[0]) if errors else str(exc)
 
 
+def refused_login(exc: NoHostAvailable) -> bool:
+    return any(isinstance(e, AuthenticationFailed) for e in exc.errors.values())
+
+
 def ready(ctx: Context) -> None:
-    cluster = connect(ctx.settings.host("cassandra"), ctx.settings.cassandra_port, timeout=3)
+    cluster = connect(ctx, access.ADMIN, timeout=3)
     try:
         row = cluster.connect().execute("SELECT release_version FROM system.local").one()
     except NoHostAvailable as exc:
+        if refused_login(exc):
+            return  # the node answers and checks passwords: its roles are the bootstrap's job
         raise NotReady(why_unreachable(exc)) from exc
     except Exception as exc:  # the driver raises many kinds while a node starts
         raise NotReady(f"{type(exc).__name__}: {exc}") from exc
@@ -249,14 +260,14 @@ def split_statements(cql: str) -> list[str]:
     return [s for s in statements if s]
 
 
-def apply_schema(host: str, port: int, cql: str) -> int:
-    """Run each statement of ``cql`` against one node; returns how many ran.
+def apply_schema(host: str, port: int, cql: str, who: access.Login) -> int:
+    """Run each statement of ``cql`` against one node as ``who``; returns how many ran.
 
     The statements must be idempotent (IF NOT EXISTS): this runs on every bootstrap.
     """
     statements = split_statements(cql)
     # Schema changes wait for the node to agree on the new version: allow for it.
-    cluster = connect(host, port, timeout=30)
+    cluster = access.connect(host, port, who, timeout=30)
     try:
         session = cluster.connect()
         for statement in statements:
@@ -274,9 +285,55 @@ def apply_schema(host: str, port: int, cql: str) -> int:
     return len(statements)
 
 
+def ensure_admin(host: str, port: int, admin: access.Login, wait: float = 60.0) -> str:
+    """Make ``admin`` the node's superuser and disable the default one; idempotent.
+
+    Returns what was done. A new node has only ``cassandra``/``cassandra``, created
+    just after it starts: that login is retried for up to ``wait`` seconds.
+    """
+    try:
+        _run(host, port, admin, ["SELECT release_version FROM system.local"])
+        return f"{admin.username} exists"
+    except NoHostAvailable as exc:
+        if not refused_login(exc):
+            raise RuntimeError(f"cassandra: cannot connect to {host}:{port}: {why_unreachable(exc)}") from exc
+    default = access.Login(*access.DEFAULT_SUPERUSER)
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            _run(host, port, default, [
+                f"CREATE ROLE IF NOT EXISTS {admin.username} WITH SUPERUSER = true AND LOGIN = true "
+                f"AND PASSWORD = {access.quoted(admin.password)}"])
+            break
+        except NoHostAvailable as exc:
+            if not refused_login(exc) or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"cassandra: {admin.username}'s password (CASSANDRA_ADMIN_PASSWORD) is refused and "
+                    f"so is the default superuser's: the node's data was made with another .env "
+                    f"(`skiff reset` wipes it): {why_unreachable(exc)}") from exc
+            time.sleep(1)
+    # Nobody logs in as the well-known default any more.
+    _run(host, port, admin, [f"ALTER ROLE {default.username} WITH SUPERUSER = false AND LOGIN = false "
+                             f"AND PASSWORD = {access.quoted(secrets.token_urlsafe(24))}"])
+    return f"created {admin.username}, disabled {default.username}"
+
+
+def _run(host: str, port: int, who: access.Login, statements: list[str]) -> None:
+    cluster = access.connect(host, port, who, timeout=30)
+    try:
+        session = cluster.connect()
+        for statement in statements:
+            session.execute(statement)
+    finally:
+        cluster.shutdown()
+
+
 def bootstrap(ctx: Context) -> None:
     s = ctx.settings
-    apply_schema(s.host("cassandra"), s.cassandra_port, schema_file(ctx).read_text())
+    host, port, admin = s.host("cassandra"), s.cassandra_port, access.login(s, access.ADMIN)
+    logging.getLogger(__name__).info("cassandra: %s", ensure_admin(host, port, admin))
+    apply_schema(host, port, schema_file(ctx).read_text(), admin)
+    _run(host, port, admin, access.role_statements(s))
 
 
 def url(ctx: Context) -> str:

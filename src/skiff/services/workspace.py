@@ -69,6 +69,8 @@ def dag_folder(ctx: Context) -> Path:
 
 # What the hub sets per person at each spawn, never from the platform's own.
 PERSONAL = ("S3_ACCESS_KEY", "S3_SECRET_KEY")
+# The platform's own logins in the tasks' environment that people's servers never get.
+PLATFORM_ONLY = ("CASSANDRA_USERNAME", "CASSANDRA_PASSWORD")
 
 
 def spawn_env(ctx: Context) -> dict[str, str]:
@@ -83,7 +85,7 @@ def spawn_env(ctx: Context) -> dict[str, str]:
     env = airflow.task_env(ctx)
     # Not the platform's S3 keys: the hub gives each server its person's own
     # (compose/jupyterhub/jupyterhub_config.py, from the catalog).
-    for name in PERSONAL:
+    for name in (*PERSONAL, *PLATFORM_ONLY):
         del env[name]
     env.update({
         "S3_ENDPOINT_URL": s.s3_endpoint,
