@@ -145,8 +145,8 @@ def test_promotion_switches_the_served_version_with_no_failed_request(
     new_version = created["model_version"]["version"]
     traffic = Traffic(stack, rate=40, duration=20)
     traffic.wait_ok(100)  # the old version has answered for a while
-    httpx.post(f"{base}/registered-models/alias", timeout=30, json={
-        "name": s.model_name, "alias": s.model_alias, "version": new_version}).raise_for_status()
+    httpx.post(f"{base}/registered-models/alias", timeout=30, headers=demo.mlflow_service_headers(stack),
+               json={"name": s.model_name, "alias": s.model_alias, "version": new_version}).raise_for_status()
     result = traffic.join()
     assert result.errors == 0, result.error_samples
     assert result.sent == result.ok == 800

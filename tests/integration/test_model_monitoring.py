@@ -54,11 +54,13 @@ def cleveland_version(stack: Context, champion: dict[str, Any]) -> Iterator[str]
         assert demo.wait_run(api, demo.TRAINING_DAG, run_id) == "success"
         version = str(demo.xcom(api, demo.TRAINING_DAG, run_id, "evaluate_and_promote")["version"])
     base = f"{mlflow.tracking_uri(stack)}/api/2.0/mlflow/registered-models/alias"
+    platform = demo.mlflow_service_headers(stack)
     httpx.post(base, json={"name": name, "alias": TEST_ALIAS, "version": version},
-               timeout=30).raise_for_status()
+               headers=platform, timeout=30).raise_for_status()
     yield version
     # MLflow reads the alias to delete from a JSON body, even on DELETE.
-    httpx.request("DELETE", base, json={"name": name, "alias": TEST_ALIAS}, timeout=30).raise_for_status()
+    httpx.request("DELETE", base, json={"name": name, "alias": TEST_ALIAS},
+                  headers=demo.mlflow_service_headers(stack), timeout=30).raise_for_status()
 
 
 def _cleveland_trained(stack: Context, name: str) -> str | None:

@@ -23,6 +23,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from serving.model_server.registry import Registry
+from skiff import keycloak
 from skiff.bracelet.events import TOPIC
 from skiff.bracelet.features import NAMES
 from skiff.keycloak import DeviceAuth
@@ -58,7 +59,9 @@ def register(ctx: Context, c: float = 1.0) -> str:
         [str(venv / "bin/python"), str(Path(__file__).with_name("register_model.py")),
          "--tracking-uri", mlflow.tracking_uri(ctx), "--name", s.model_name, "--alias", s.model_alias,
          "--experiment", TEST_EXPERIMENT, "--c", str(c)],
-        env={**os.environ, "PYTHONPATH": str(ctx.root / "src"), "MLFLOW_DISABLE_TELEMETRY": "true"},
+        # Moving the alias needs a token (serving/mlflow_auth.py): the platform's, for this script.
+        env={**os.environ, "PYTHONPATH": str(ctx.root / "src"), "MLFLOW_DISABLE_TELEMETRY": "true",
+             "MLFLOW_TRACKING_TOKEN": keycloak.service_token(s)},
         capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return str(json.loads(done.stdout.strip().splitlines()[-1])["version"])

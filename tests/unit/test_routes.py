@@ -161,8 +161,11 @@ def test_mlflow_lets_every_realm_role_in(native: dict[str, Any], ctx: Context) -
     address, roles, spec = forward_auth(native, "auth-mlflow")
     assert address == f"{portal.url(ctx)}/oauth2/auth"
     assert roles == {r["name"] for r in realm["roles"]["realm"]}
-    # Clients cannot pass an identity of their own: Traefik overwrites these headers.
-    assert set(spec["authResponseHeaders"]) == IDENTITY
+    # MLflow checks each change against the person's roles itself: it gets their token
+    # (bearer mode), and clients cannot pass an identity of their own (Traefik
+    # overwrites these headers).
+    assert parse_qs(urlsplit(spec["address"]).query)["bearer"] == ["1"]
+    assert set(spec["authResponseHeaders"]) == IDENTITY | {"Authorization"}
 
 
 def test_prometheus_is_for_admins_and_data_engineers_and_keeps_its_prefix(native: dict[str, Any]) -> None:

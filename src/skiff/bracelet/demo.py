@@ -45,6 +45,13 @@ def mlflow_get(ctx: Context, path: str, **params: Any) -> dict[str, Any]:
     return dict(resp.json())
 
 
+def mlflow_service_headers(ctx: Context) -> dict[str, str]:
+    """The platform's own token, for MLflow changes that need one (serving/mlflow_auth.py)."""
+    from skiff import keycloak
+
+    return {"Authorization": f"Bearer {keycloak.service_token(ctx.settings)}"}
+
+
 def champion(ctx: Context) -> dict[str, Any] | None:
     """The model version holding the serving alias, or None."""
     s = ctx.settings

@@ -264,3 +264,21 @@ def download(component: str, url: str, dest: Path, *, sha1_url: str | None = Non
         raise
     partial.rename(dest)
     return dest
+
+
+def checkout(component: str, target: Path, root: Path) -> None:
+    """The checkout at ``root`` into venv ``target``, editable and --no-deps (its pins stay).
+
+    For venvs whose programs find our code through entry points (Elyra's processor,
+    MLflow's app), which live in the installed metadata, not in the source tree: the
+    stamp holds pyproject.toml's digest, so editing the entry points reinstalls.
+    """
+    pyproject = root / "pyproject.toml"
+    wanted = f"{root}\n{hashlib.sha256(pyproject.read_bytes()).hexdigest()}\n"
+    stamp = target / ".skiff-editable"
+    if stamp.is_file() and stamp.read_text() == wanted:
+        return
+    step(component, f"installing {root} (editable, --no-deps) into {target}")
+    run(component, [str(target / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
+                    "-e", str(root)], log=target / "install-skiff.log")
+    stamp.write_text(wanted)

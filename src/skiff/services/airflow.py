@@ -74,16 +74,10 @@ def airflow_bin(ctx: Context) -> Path:
 
 
 def install(ctx: Context) -> None:
-    installing.venv("airflow", venv(ctx), ctx.root / "docker" / "airflow" / "requirements.txt")
-    # DAGs and notebooks import skiff (the bracelet features, promotion): this
-    # checkout, editable, without its CLI dependencies (the venv's pins stay).
-    python = venv(ctx) / "bin" / "python"
-    where = subprocess.run([str(python), "-c", "import skiff; print(skiff.__file__)"],
-                           capture_output=True, text=True, check=False, cwd="/").stdout.strip()
-    if where != str(ctx.root / "src" / "skiff" / "__init__.py"):
-        installing.step("airflow", f"installing skiff (editable, --no-deps) from {ctx.root}")
-        installing.run("airflow", [str(python), "-m", "pip", "install", "-q", "--no-deps",
-                                   "-e", str(ctx.root)], log=venv(ctx) / "install-skiff.log")
+    target = installing.venv("airflow", venv(ctx), ctx.root / "docker" / "airflow" / "requirements.txt")
+    # DAGs and notebooks import skiff (the bracelet features, promotion), and MLflow
+    # finds its token provider by an entry point: this checkout, editable.
+    installing.checkout("airflow", target, ctx.root)
 
 
 def base_url(ctx: Context) -> str:

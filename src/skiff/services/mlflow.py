@@ -18,6 +18,7 @@ from skiff.native import installing
 from skiff.native.context import Context
 from skiff.native.probes import http_ok
 from skiff.native.spec import Program, Service
+from skiff.services import keycloak
 
 ARTIFACT_BUCKET = "mlflow"
 # Where Traefik routes MLflow; the server serves everything under it.
@@ -25,7 +26,9 @@ STATIC_PREFIX = "/mlflow"
 
 
 def install(ctx: Context) -> None:
-    installing.venv("mlflow", ctx.venv("mlflow"), ctx.root / "docker/mlflow/requirements.txt")
+    target = installing.venv("mlflow", ctx.venv("mlflow"), ctx.root / "docker/mlflow/requirements.txt")
+    # MLflow finds our authorization app (serving.mlflow_auth) by its entry point.
+    installing.checkout("mlflow", target, ctx.root)
 
 
 def tracking_uri(ctx: Context) -> str:
@@ -56,6 +59,9 @@ def programs(ctx: Context) -> list[Program]:
         "AWS_SECRET_ACCESS_KEY": s.s3_secret_key.get_secret_value(),
         # The backend URI carries a password: keep it out of the command line (`ps`).
         "MLFLOW_BACKEND_STORE_URI": backend_uri(ctx),
+        # serving.mlflow_auth checks tokens of the realm (--app-name skiff).
+        "AUTH_ISSUER": s.keycloak_issuer,
+        "AUTH_JWKS_URL": keycloak.jwks_url(ctx),
     })
     return [Program(
         name="mlflow",
@@ -63,6 +69,8 @@ def programs(ctx: Context) -> list[Program]:
                  "--host", s.bind_host, "--port", str(s.mlflow_port), "--workers", "1",
                  "--serve-artifacts", "--artifacts-destination", f"s3://{ARTIFACT_BUCKET}/",
                  "--static-prefix", STATIC_PREFIX,
+                 # Who may change what, by the platform's roles (serving/mlflow_auth.py).
+                 "--app-name", "skiff",
                  "--allowed-hosts", ",".join(allowed_hosts(ctx)),
                  # The UI's own POSTs come from the public origin (any localhost one is allowed).
                  "--cors-allowed-origins", s.public_url],

@@ -32,13 +32,7 @@ def install(ctx: Context) -> None:
     venv = installing.venv("serving", ctx.venv("serving"), ctx.root / "docker/serving/requirements.txt")
     # The checkout itself, editable, so `skiff` and `serving` import from it; its
     # dependencies are the pinned requirements above, hence --no-deps.
-    stamp = venv / ".skiff-editable"
-    if stamp.is_file() and stamp.read_text() == str(ctx.root):
-        return
-    installing.step(NAME, f"installing {ctx.root} (editable) into {venv}")
-    installing.run(NAME, [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
-                          "-e", str(ctx.root)], log=venv / "install-skiff.log")
-    stamp.write_text(str(ctx.root))
+    installing.checkout(NAME, venv, ctx.root)
 
 
 def spool_dir(ctx: Context) -> Path:

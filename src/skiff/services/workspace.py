@@ -11,7 +11,6 @@ Elyra's runtimes without configuring anything.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -39,27 +38,9 @@ def worker_image(ctx: Context) -> str:
 
 def install(ctx: Context) -> None:
     target = installing.venv(NAME, venv(ctx), ctx.root / "docker" / NAME / "requirements.txt")
-    _install_skiff(ctx, target)
+    installing.checkout(NAME, target, ctx.root)
     written = defaults.install(target, worker_image=worker_image(ctx))
     installing.step(NAME, f"Elyra runtime configuration: {', '.join(str(p) for p in written)}")
-
-
-def _install_skiff(ctx: Context, target: Path) -> None:
-    """This checkout, editable and --no-deps: the venv's pins stay the requirements'.
-
-    Elyra finds our processor and runtime schema through the package's entry points,
-    which live in the installed metadata, not in the source tree: the stamp holds
-    pyproject.toml's digest, so editing the entry points reinstalls.
-    """
-    pyproject = ctx.root / "pyproject.toml"
-    wanted = f"{ctx.root}\n{hashlib.sha256(pyproject.read_bytes()).hexdigest()}\n"
-    stamp = target / ".skiff-editable"
-    if stamp.is_file() and stamp.read_text() == wanted:
-        return
-    installing.step(NAME, f"installing {ctx.root} (editable, --no-deps) into {target}")
-    installing.run(NAME, [str(target / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
-                          "-e", str(ctx.root)], log=target / "install-skiff.log")
-    stamp.write_text(wanted)
 
 
 def dag_folder(ctx: Context) -> Path:
