@@ -1,11 +1,37 @@
-"""Removing what a stores test made on the gateway: buckets, their objects, accounts."""
+"""What the stores tests share: objects in and out with someone's keys, the refusal, and
+removing what a test made on the gateway (buckets, their objects, accounts)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import io
+from collections.abc import Callable, Iterable
+
+import pytest
+from minio import Minio
+from minio.error import S3Error
 
 from serving.catalog import stores
 from serving.catalog.s3gateway import Gateway
+
+
+def put(s3: Minio, bucket: str, key: str, body: bytes = b"data") -> None:
+    s3.put_object(bucket, key, io.BytesIO(body), len(body))
+
+
+def get(s3: Minio, bucket: str, key: str) -> bytes:
+    resp = s3.get_object(bucket, key)
+    try:
+        return resp.read()
+    finally:
+        resp.close()
+        resp.release_conn()
+
+
+def denied(action: Callable[[], object]) -> None:
+    """``action`` is refused by the gateway itself (AccessDenied)."""
+    with pytest.raises(S3Error) as caught:
+        action()
+    assert caught.value.code == "AccessDenied", caught.value
 
 
 def purge(gateway: Gateway, users: Iterable[str], teams: Iterable[str]) -> None:

@@ -8,19 +8,17 @@ alice and bob in team A, carol in team B.
 
 from __future__ import annotations
 
-import io
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 from minio import Minio
-from minio.error import S3Error
 
 from serving.catalog import stores
 from serving.catalog.s3gateway import Gateway, S3Config, minio_client
 from skiff.native.context import Context
-from tests.catalog.stores_support import purge
+from tests.catalog.stores_support import denied, get, purge, put
 
 pytestmark = pytest.mark.integration
 
@@ -75,25 +73,6 @@ def person(world: dict[str, object], who: str) -> Person:
     people = world["people"]
     assert isinstance(people, dict)
     return people[who]  # type: ignore[no-any-return]
-
-
-def put(s3: Minio, bucket: str, key: str, body: bytes = b"data") -> None:
-    s3.put_object(bucket, key, io.BytesIO(body), len(body))
-
-
-def get(s3: Minio, bucket: str, key: str) -> bytes:
-    resp = s3.get_object(bucket, key)
-    try:
-        return resp.read()
-    finally:
-        resp.close()
-        resp.release_conn()
-
-
-def denied(action: Callable[[], object]) -> None:
-    with pytest.raises(S3Error) as caught:
-        action()
-    assert caught.value.code == "AccessDenied", caught.value
 
 
 def test_a_user_uses_their_own_bucket(world: dict[str, object]) -> None:

@@ -10,13 +10,11 @@ succeeds, so a refusal is never an error of the test's own.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 from minio import Minio
-from minio.error import S3Error
 
 from serving.catalog import stores
 from serving.catalog.s3gateway import minio_client
@@ -27,6 +25,7 @@ from skiff.pipelines.defaults import PIPELINES_BUCKET
 from skiff.pipelines.spec import dag_namespace
 from skiff.services import catalog
 from tests.catalog import people as people_mod
+from tests.catalog.stores_support import denied, get, put
 
 pytestmark = pytest.mark.integration
 
@@ -62,25 +61,6 @@ def s3_of(stack: Context, people: people_mod.People) -> Callable[[str], Minio]:
     return client
 
 
-def put(s3: Minio, bucket: str, key: str) -> None:
-    s3.put_object(bucket, key, io.BytesIO(b"data"), 4)
-
-
-def read(s3: Minio, bucket: str, key: str) -> bytes:
-    answer = s3.get_object(bucket, key)
-    try:
-        return answer.read()
-    finally:
-        answer.close()
-        answer.release_conn()
-
-
-def denied(action: Callable[[], object]) -> None:
-    with pytest.raises(S3Error) as refused:
-        action()
-    assert refused.value.code == "AccessDenied", refused.value
-
-
 def test_notebook_keys_are_the_persons_own_not_the_platforms(
         stack: Context, s3_of: Callable[[str], Minio]) -> None:
     alice = s3_of("alice")
@@ -94,9 +74,9 @@ def test_another_persons_bucket_is_refused(people: people_mod.People,
                                           s3_of: Callable[[str], Minio]) -> None:
     bobs = stores.user_bucket(people.names["bob"])
     put(s3_of("bob"), bobs, "notes.csv")
-    assert read(s3_of("bob"), bobs, "notes.csv") == b"data"
+    assert get(s3_of("bob"), bobs, "notes.csv") == b"data"
     alice = s3_of("alice")
-    denied(lambda: read(alice, bobs, "notes.csv"))
+    denied(lambda: get(alice, bobs, "notes.csv"))
     denied(lambda: list(alice.list_objects(bobs)))
     denied(lambda: put(alice, bobs, "planted.csv"))
 
@@ -106,7 +86,7 @@ def test_another_persons_pipeline_files_are_refused(people: people_mod.People,
     bobs = f"{dag_namespace(people.names['bob'])}forecast/submission/train.tar.gz"
     put(s3_of("bob"), PIPELINES_BUCKET, bobs)
     alice = s3_of("alice")
-    denied(lambda: read(alice, PIPELINES_BUCKET, bobs))
+    denied(lambda: get(alice, PIPELINES_BUCKET, bobs))
     denied(lambda: put(alice, PIPELINES_BUCKET, bobs))
     denied(lambda: list(alice.list_objects(PIPELINES_BUCKET, prefix=dag_namespace(people.names["bob"]))))
     # Her own pipelines' files she writes (Elyra uploads them from her server).
@@ -121,7 +101,7 @@ def test_files_of_another_persons_runs_are_refused(people: people_mod.People,
     denied(lambda: put(alice, EVENTS_BUCKET, f"{notebook_run(people.names['bob'], 'r1')}/e1/plot.png"))
     denied(lambda: put(alice, EVENTS_BUCKET, f"{dag_namespace(people.names['bob'])}p/run/e/f.bin"))
     # Not even her own events' files are read back with the keys: the console serves them.
-    denied(lambda: read(alice, EVENTS_BUCKET, f"{notebook_run(people.names['alice'], 'r1')}/e1/plot.png"))
+    denied(lambda: get(alice, EVENTS_BUCKET, f"{notebook_run(people.names['alice'], 'r1')}/e1/plot.png"))
 
 
 def test_the_catalog_hands_keys_to_their_owner_and_the_platforms_service_only(
