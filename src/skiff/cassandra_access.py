@@ -77,12 +77,13 @@ def quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def role_statements(settings: Any) -> list[str]:
-    """Create the roles (password as in .env, also when it changed) and grant what each may do."""
-    statements = []
-    for role in (INGEST, READER):
-        password = quoted(login(settings, role).password)
-        statements += [f"CREATE ROLE IF NOT EXISTS {role} WITH LOGIN = true AND PASSWORD = {password}",
-                       f"ALTER ROLE {role} WITH LOGIN = true AND PASSWORD = {password}"]
-        statements += [f"GRANT {permission} ON KEYSPACE {KEYSPACE} TO {role}" for permission in GRANTS[role]]
-    return statements
+def create_role(who: Login) -> str:
+    return f"CREATE ROLE IF NOT EXISTS {who.username} WITH LOGIN = true AND PASSWORD = {quoted(who.password)}"
+
+
+def set_password(who: Login) -> str:
+    return f"ALTER ROLE {who.username} WITH LOGIN = true AND PASSWORD = {quoted(who.password)}"
+
+
+def grants(role: str) -> list[str]:
+    return [f"GRANT {permission} ON KEYSPACE {KEYSPACE} TO {role}" for permission in GRANTS[role]]

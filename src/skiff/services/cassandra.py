@@ -333,7 +333,23 @@ def bootstrap(ctx: Context) -> None:
     host, port, admin = s.host("cassandra"), s.cassandra_port, access.login(s, access.ADMIN)
     logging.getLogger(__name__).info("cassandra: %s", ensure_admin(host, port, admin))
     apply_schema(host, port, schema_file(ctx).read_text(), admin)
-    _run(host, port, admin, access.role_statements(s))
+    for role in access.GRANTS:
+        who = access.login(s, role)
+        _run(host, port, admin, [access.create_role(who), *access.grants(role)])
+        if not logs_in(host, port, who):
+            # The role was there with another password (.env changed): .env's wins.
+            # Not on every run: Cassandra refuses a second change within seconds.
+            _run(host, port, admin, [access.set_password(who)])
+
+
+def logs_in(host: str, port: int, who: access.Login) -> bool:
+    try:
+        _run(host, port, who, [])
+    except NoHostAvailable as exc:
+        if refused_login(exc):
+            return False
+        raise
+    return True
 
 
 def url(ctx: Context) -> str:
